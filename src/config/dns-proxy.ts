@@ -1,0 +1,54 @@
+/**
+ * EGRESS_DNS_PROXY_DESTINATION: `<port> <ip-or-name> [<remote_port>]` a line.
+ * Each line becomes a TCP listener forwarding to that target.
+ */
+import { die } from './errors.js';
+import { canonicalIp, ipFamily } from './ip.js';
+import { isHostname, normaliseHostname } from './http-proxy.js';
+import { tokenize } from './lines.js';
+import { parsePort } from './port.js';
+
+export type DnsProxyTarget =
+  | { readonly kind: 'ip'; readonly address: string; readonly family: 4 | 6 }
+  | { readonly kind: 'name'; readonly name: string };
+
+export interface DnsProxyForward {
+  readonly localPort: number;
+  readonly target: DnsProxyTarget;
+  readonly remotePort: number;
+  readonly text: string;
+}
+
+export function parseDnsProxyDestinations(value: string | undefined): DnsProxyForward[] {
+  if (!value || value.trim() === '') die('Must specify EGRESS_DNS_PROXY_DESTINATION');
+  const out: DnsProxyForward[] = [];
+  const used = new Set<number>();
+  for (const line of tokenize(value)) {
+    const [port, target, remote, ...rest] = line.fields;
+    if (target === undefined || rest.length > 0) die(`Bad destination '${line.text}'`);
+    const localPort = parsePort(port!);
+    if (used.has(localPort)) die(`Proxy port ${localPort} already used, must be unique for each destination`);
+    used.add(localPort);
+    const remotePort = remote === undefined ? localPort : parsePort(remote);
+    out.push({ localPort, target: parseTarget(target, line.text), remotePort, text: line.text });
+  }
+  if (out.length === 0) die('Must specify EGRESS_DNS_PROXY_DESTINATION');
+  return out;
+}
+
+function parseTarget(s: string, text: string): DnsProxyTarget {
+  const bare = s.replace(/^\[(.+)\]$/, '$1');
+  const family = ipFamily(bare);
+  if (family !== 0) return { kind: 'ip', address: canonicalIp(bare, family), family };
+  if (/^[\d.]+$/.test(s) || !isHostname(s)) die(`Bad destination '${text}'`);
+  return { kind: 'name', name: normaliseHostname(s) };
+}
+
+export function describeTarget(t: DnsProxyTarget): string {
+  return t.kind === 'ip' ? (t.family === 6 ? `[${t.address}]` : t.address) : t.name;
+}
+
+/** One readable line per listener, as the image printed its haproxy config. */
+export function describeDnsProxy(forwards: readonly DnsProxyForward[]): string[] {
+  return forwards.map((f) => `port ${f.localPort} -> ${describeTarget(f.target)}:${f.remotePort}`);
+}

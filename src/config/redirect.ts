@@ -1,0 +1,108 @@
+/**
+ * The redirect-mode contract: EGRESS_SOURCE, EGRESS_GATEWAY, EGRESS_DESTINATION.
+ * Messages match the OpenShift egress-router script word for word.
+ */
+import { die } from './errors.js';
+import { canonicalIp, ipFamily, parseCidr, type Family } from './ip.js';
+import { tokenize } from './lines.js';
+import { parsePort } from './port.js';
+
+export type Protocol = 'tcp' | 'udp';
+
+export interface PortMapping {
+  readonly protocol: Protocol;
+  readonly localPort: number;
+  readonly ip: string;
+  /** Defaults to localPort when the line has no remote port. */
+  readonly remotePort: number;
+}
+
+export interface RedirectDestinations {
+  readonly mappings: readonly PortMapping[];
+  /** Every port not mapped goes here; without it they are refused. */
+  readonly fallback?: string;
+}
+
+export interface Source {
+  readonly address: string;
+  readonly family: Family;
+  /** The prefix given in EGRESS_SOURCE, if any (then the subnet is on-link). */
+  readonly prefix?: number;
+}
+
+export interface RedirectConfig {
+  readonly source: Source;
+  readonly gateway: string;
+  readonly destinations: RedirectDestinations;
+}
+
+export function parseSource(value: string | undefined): Source {
+  const c = value ? parseCidr(value.trim()) : undefined;
+  if (!c) die('EGRESS_SOURCE unspecified or invalid');
+  const address = canonicalIp(c.address, c.family);
+  const full = c.family === 4 ? 32 : 128;
+  return value!.includes('/') && c.prefix !== full
+    ? { address, family: c.family, prefix: c.prefix }
+    : { address, family: c.family };
+}
+
+export function parseGateway(value: string | undefined, source: Source): string {
+  const v = value?.trim() ?? '';
+  const family = ipFamily(v);
+  if (family === 0) die('EGRESS_GATEWAY unspecified or invalid');
+  if (family !== source.family) {
+    die(`EGRESS_GATEWAY '${v}' is IPv${family} but EGRESS_SOURCE is IPv${source.family}`);
+  }
+  return canonicalIp(v, family);
+}
+
+export function parseRedirectDestinations(value: string | undefined, family: Family): RedirectDestinations {
+  if (!value || value.trim() === '') die('EGRESS_DESTINATION unspecified');
+  const mappings: PortMapping[] = [];
+  const used = new Set<string>();
+  let fallback: string | undefined;
+  for (const line of tokenize(value)) {
+    if (fallback !== undefined) die('EGRESS_DESTINATION fallback IP must be the last line');
+    const f = line.fields;
+    const bad = (): never => die(`EGRESS_DESTINATION value '${line.text}' is invalid`);
+    if (f.length === 1) {
+      fallback = destinationIp(f[0]!, family, line.text);
+      continue;
+    }
+    if ((f.length !== 3 && f.length !== 4) || !/^\d+$/.test(f[0]!) || !/^(tcp|udp)$/.test(f[1]!)) bad();
+    if (f.length === 4 && !/^\d+$/.test(f[3]!)) bad();
+    const ip = destinationIp(f[2]!, family, line.text);
+    const localPort = parsePort(f[0]!);
+    const remotePort = f.length === 4 ? parsePort(f[3]!) : localPort;
+    const protocol = f[1] as Protocol;
+    // Keyed by protocol too: "53 tcp X" and "53 udp X" are distinct listeners.
+    const key = `${protocol}/${localPort}`;
+    if (used.has(key)) {
+      die(`EGRESS_DESTINATION localport ${localPort} is already used, must be unique for each destination`);
+    }
+    used.add(key);
+    mappings.push({ protocol, localPort, ip, remotePort });
+  }
+  if (mappings.length === 0 && fallback === undefined) die('EGRESS_DESTINATION unspecified');
+  return fallback === undefined ? { mappings } : { mappings, fallback };
+}
+
+function destinationIp(s: string, family: Family, text: string): string {
+  const f = ipFamily(s);
+  if (f === 0) die(`EGRESS_DESTINATION value '${text}' is invalid`);
+  if (f !== family) {
+    die(`EGRESS_DESTINATION value '${text}' is IPv${f} but EGRESS_SOURCE is IPv${family}`);
+  }
+  return canonicalIp(s, f);
+}
+
+export function parseRedirectConfig(env: {
+  EGRESS_SOURCE?: string;
+  EGRESS_GATEWAY?: string;
+  EGRESS_DESTINATION?: string;
+}): RedirectConfig {
+  const source = parseSource(env.EGRESS_SOURCE);
+  const gateway = parseGateway(env.EGRESS_GATEWAY, source);
+  const destinations = parseRedirectDestinations(env.EGRESS_DESTINATION, source.family);
+  return { source, gateway, destinations };
+}
