@@ -1,21 +1,32 @@
 /**
- * The only place that talks to nftables: `nft -j -f -` with one JSON batch,
- * which the kernel applies as a single transaction (all or nothing).
+ * The only place that talks to nftables: `nft -j -f FILE` with one JSON
+ * batch, which the kernel applies as a single transaction (all or nothing).
+ * A file, not stdin: Node's child stdin is a socket, which nft cannot open
+ * as /dev/stdin.
  */
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { run } from './run.js';
 
 export class NftError extends Error {}
 
-export async function applyNft(batch: { nftables: unknown[] }): Promise<void> {
-  const r = await run('nft', ['-j', '-f', '-'], JSON.stringify(batch));
-  if (r.code !== 0) throw new NftError(`nft rejected the ruleset: ${r.stderr.trim().split('\n')[0] ?? r.code}`);
+async function nftFile(flags: string[], batch: { nftables: unknown[] }): Promise<void> {
+  const dir = await mkdtemp(join(tmpdir(), 'egress-router-nft-'));
+  try {
+    const file = join(dir, 'ruleset.json');
+    await writeFile(file, JSON.stringify(batch));
+    const r = await run('nft', [...flags, '-j', '-f', file]);
+    if (r.code !== 0) throw new NftError(`nft rejected the ruleset: ${r.stderr.trim().split('\n')[0] ?? r.code}`);
+  } finally {
+    await rm(dir, { recursive: true, force: true });
+  }
 }
 
+export const applyNft = (batch: { nftables: unknown[] }) => nftFile([], batch);
+
 /** Check mode: parse and validate in the kernel without committing. */
-export async function checkNft(batch: { nftables: unknown[] }): Promise<void> {
-  const r = await run('nft', ['-c', '-j', '-f', '-'], JSON.stringify(batch));
-  if (r.code !== 0) throw new NftError(`nft rejected the ruleset: ${r.stderr.trim().split('\n')[0] ?? r.code}`);
-}
+export const checkNft = (batch: { nftables: unknown[] }) => nftFile(['-c'], batch);
 
 /** True when `family name` exists, optionally with the named chain. */
 export async function nftHas(family: string, table: string, chain?: string): Promise<boolean> {

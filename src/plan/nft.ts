@@ -146,12 +146,12 @@ export function toReplaceBatch(t: Table): { nftables: unknown[] } {
   ];
   for (const c of t.chains) {
     cmds.push({
-      add: { chain: { ...table, name: c.name, type: c.type, hook: c.hook, prio: c.priority, policy: 'accept' } },
+      add: { chain: { family: t.family, table: t.name, name: c.name, type: c.type, hook: c.hook, prio: c.priority, policy: 'accept' } },
     });
   }
   for (const c of t.chains) {
     for (const r of c.rules) {
-      const rule: Record<string, unknown> = { ...table, chain: c.name, expr: r.pieces.map((p) => p.json) };
+      const rule: Record<string, unknown> = { family: t.family, table: t.name, chain: c.name, expr: r.pieces.map((p) => p.json) };
       if (r.comment) rule.comment = r.comment;
       cmds.push({ add: { rule } });
     }
