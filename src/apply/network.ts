@@ -6,7 +6,7 @@
 import { spawn } from 'node:child_process';
 import { openSync, closeSync } from 'node:fs';
 import type { Logger } from '../observe/log.js';
-import type { NetOp } from '../plan/network.js';
+import { describeOp, type NetOp } from '../plan/network.js';
 import { Netlink } from './netlink.js';
 import { setSysctl } from './sysctl.js';
 
@@ -30,7 +30,14 @@ export async function applyNetwork(ops: readonly NetOp[], log: Logger, opts: App
   const result: ApplyNetworkResult = { stop: () => timers.forEach(clearTimeout) };
   try {
     for (const o of ops) {
-      const moved = await step(nl, o, log, timers, opts);
+      let moved: string | undefined;
+      try {
+        moved = await step(nl, o, log, timers, opts);
+      } catch (e) {
+        if (e instanceof NetworkError) throw e;
+        // Name the step that failed: "Request rejected: EINVAL" alone helps nobody.
+        throw new NetworkError(`${describeOp(o).split('  #')[0]}: ${(e as Error).message}`);
+      }
       if (moved) return { ...result, movedTo: moved };
     }
     return result;

@@ -9,7 +9,7 @@
  */
 import type { Mode } from '../config/mode.js';
 import type { Source } from '../config/redirect.js';
-import { cidrContains } from '../config/ip.js';
+import { cidrContains, networkOf } from '../config/ip.js';
 import type { RouterOptions } from './options.js';
 
 export const MAIN_TABLE = 254;
@@ -57,7 +57,7 @@ export function networkPlan({ source, gateway, mode, options }: NetworkPlanInput
   ops.push({ op: 'address', dev, address: source.address, prefix, noPrefixRoute: host });
   ops.push({ op: 'up', dev });
   const onLink = prefix < full && cidrContains({ address: source.address, family: fam, prefix }, gateway, fam);
-  if (host && prefix < full) ops.push({ op: 'route', family: fam, dev, dst: source.address, dstLen: prefix, table });
+  if (host && prefix < full) ops.push({ op: 'route', family: fam, dev, dst: networkOf({ address: source.address, family: fam, prefix }), dstLen: prefix, table });
   if (!onLink) ops.push({ op: 'route', family: fam, dev, dst: gateway, dstLen: full, table });
   // In a pod, ours becomes the only default route (the image deleted the old one).
   ops.push({ op: 'route', family: fam, dev, dst: any, dstLen: 0, gateway, table, exclusive: !host });
@@ -66,9 +66,14 @@ export function networkPlan({ source, gateway, mode, options }: NetworkPlanInput
     ops.push({ op: 'rule', family: fam, priority: RULE_PRIORITY + 1, table, fwmark: options.fwmark });
   }
   if (redirectModes.includes(mode)) {
-    ops.push(host
-      ? { op: 'sysctl', key: `net/${ipv}/conf/${options.clientInterface}/forwarding`, value: '1', why: 'forward DNATed flows from clients' }
-      : { op: 'sysctl', key: `net/${ipv}/conf/all/forwarding`, value: '1', why: 'forward DNATed flows (the pod namespace is ours)' });
+    if (host) {
+      // IPv4 forwarding is decided per input interface: clients' side for
+      // requests, macvlan0 for replies. Nothing else on the host changes.
+      ops.push({ op: 'sysctl', key: `net/${ipv}/conf/${options.clientInterface}/forwarding`, value: '1', why: 'forward DNATed flows from clients' });
+      ops.push({ op: 'sysctl', key: `net/${ipv}/conf/${dev}/forwarding`, value: '1', why: 'forward replies of DNATed flows' });
+    } else {
+      ops.push({ op: 'sysctl', key: `net/${ipv}/conf/all/forwarding`, value: '1', why: 'forward DNATed flows (the pod namespace is ours)' });
+    }
   }
   ops.push({ op: 'announce', dev, address: source.address, family: fam });
   return ops;

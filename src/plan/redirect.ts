@@ -64,14 +64,18 @@ export function redirectTable({ config, options, forwardGuard }: RedirectPlanInp
       ],
     });
   }
-  if (host && forwardGuard) {
-    chains.push({
-      name: FORWARD_GUARD_CHAIN, type: 'filter', hook: 'forward', priority: 0,
-      rules: [
-        { pieces: [inIf, n.ctMarkIs(options.fwmark), n.accept] },
-        { pieces: [inIf, n.counter, n.drop], comment: 'not an egress flow' },
-      ],
-    });
+  if (host) {
+    // macvlan0 is ours: only our flows' replies cross it. The client side is
+    // guarded only when it did not forward before we came (see forwardGuard).
+    const outIf = n.iifname(options.macvlan);
+    const rules: n.Rule[] = [
+      { pieces: [outIf, n.ctMarkIs(options.fwmark), n.accept] },
+      { pieces: [outIf, n.counter, n.drop], comment: 'not an egress flow' },
+    ];
+    if (forwardGuard) {
+      rules.push({ pieces: [inIf, n.ctMarkIs(options.fwmark), n.accept] }, { pieces: [inIf, n.counter, n.drop], comment: 'not an egress flow' });
+    }
+    chains.push({ name: forwardGuard ? FORWARD_GUARD_CHAIN : 'forward', type: 'filter', hook: 'forward', priority: 0, rules });
   }
   return { family: fam === 4 ? 'ip' : 'ip6', name: options.table, chains };
 }
