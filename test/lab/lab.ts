@@ -18,7 +18,12 @@ import { fileURLToPath } from 'node:url';
 import { dirname, join } from 'node:path';
 import { must, sh, type ExecResult } from './sh.js';
 
-export const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..', '..');
+/** The repository root: the nearest folder with package.json (works from build/ too). */
+export const ROOT = ((): string => {
+  let d = dirname(fileURLToPath(import.meta.url));
+  while (!existsSync(join(d, 'package.json')) || existsSync(join(d, 'tsconfig.lab.json')) === false) d = dirname(d);
+  return d;
+})();
 export const BIN = join(ROOT, 'bin', 'egress-router');
 const SERVERS = join(ROOT, 'test', 'lab', 'servers.mjs');
 

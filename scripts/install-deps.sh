@@ -1,0 +1,38 @@
+#!/bin/bash
+# Installs what building, testing, the demo and the benchmarks need on a fresh
+# Debian machine: system tools (apt) and the pinned npm packages.
+# Usage: scripts/install-deps.sh [test|bench]
+set -o errexit -o nounset -o pipefail
+
+want=(nft:nftables ip:iproute2 curl:curl socat:socat conntrack:conntrack sysctl:procps nsenter:util-linux)
+want+=(arping:iputils-arping)
+if [[ "${1:-test}" == bench ]]; then
+    want+=(haproxy:haproxy squid:squid wrk:wrk)
+fi
+
+missing=()
+for pair in "${want[@]}"; do
+    cmd=${pair%%:*} pkg=${pair#*:}
+    # iputils' arping is the one the OpenShift image uses (-U -I); Habets' differs.
+    if [[ $cmd == arping ]]; then
+        arping -V 2>&1 | grep -q iputils || missing+=("$pkg")
+    elif ! command -v "$cmd" >/dev/null 2>&1; then
+        missing+=("$pkg")
+    fi
+done
+if (( ${#missing[@]} )); then
+    if [[ $(id -u) != 0 ]]; then
+        echo "missing packages: ${missing[*]} (run as root to install them)" >&2
+        exit 1
+    fi
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+    # Debian starts packaged daemons on install; the benchmarks run their own.
+    for svc in haproxy squid; do
+        [[ " ${missing[*]} " == *" $svc "* ]] && { service "$svc" stop >/dev/null 2>&1 || true; }
+    done
+fi
+
+if [[ ! -d node_modules || package-lock.json -nt node_modules/.package-lock.json ]]; then
+    npm ci --no-audit --no-fund
+fi
