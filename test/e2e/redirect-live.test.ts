@@ -50,6 +50,22 @@ describe('legacy mode daemon', () => {
   });
 });
 
+describe('proxy modes set up the network only', () => {
+  let lab: Lab;
+  beforeAll(async () => {
+    lab = await createLab();
+  });
+  afterAll(async () => lab?.destroy());
+
+  it('http-proxy: routes via macvlan0, no ruleset, no forwarding, exit 0', async () => {
+    const r = await lab.setupRouter({ EGRESS_ROUTER_MODE: 'http-proxy' });
+    expect(r.code).toBe(0);
+    expect((await lab.exec('pod', ['ip', 'route', 'get', A])).stdout).toContain(`dev macvlan0 src ${ADDR.source}`);
+    expect((await lab.exec('pod', ['nft', 'list', 'tables'])).stdout).toBe('');
+    expect((await lab.exec('pod', ['sysctl', '-n', 'net.ipv4.ip_forward'])).stdout.trim()).toBe('0');
+  });
+});
+
 describe('creating macvlan0', () => {
   let lab: Lab;
   beforeAll(async () => {
