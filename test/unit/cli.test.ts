@@ -4,18 +4,16 @@
  * developer's shell leaks in. Exit code, stdout and stderr are asserted exactly:
  * alerts key on the one error line and scripts parse `render`.
  */
-import { execFileSync, spawnSync } from 'node:child_process';
+import { spawnSync } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join, resolve } from 'node:path';
+import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parseRedirectConfig } from '../../src/config/redirect.js';
 import { parseOptions } from '../../src/plan/options.js';
 import { redirectTable } from '../../src/plan/redirect.js';
 import { toReplaceBatch, toText } from '../../src/plan/nft.js';
-
-const ROOT = resolve(import.meta.dirname, '../..');
-const BIN = join(ROOT, 'bin/egress-router');
+import { BIN, ensureBuilt } from './dist.js';
 
 interface Run { code: number | null; stdout: string; stderr: string }
 function run(args: string[], vars: Record<string, string> = {}): Run {
@@ -28,9 +26,9 @@ const DEST = '80 tcp 203.0.113.25\n8080 tcp 203.0.113.26 80\n203.0.113.28';
 const expectedText = (env: Record<string, string>) => toText(redirectTable({ config: parseRedirectConfig(env), options: parseOptions(env) }));
 
 let dir: string;
-beforeAll(() => {
+beforeAll(async () => {
   // The binary launches dist/: build it from the current sources first.
-  execFileSync(process.execPath, [join(ROOT, 'node_modules/typescript/bin/tsc'), '-p', ROOT], { stdio: 'inherit' });
+  await ensureBuilt();
   dir = mkdtempSync(join(tmpdir(), 'erut-cli-'));
 }, 120_000);
 afterAll(() => { if (dir) rmSync(dir, { recursive: true, force: true }); });
