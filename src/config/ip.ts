@@ -13,6 +13,9 @@ export interface Cidr {
 }
 
 export function ipFamily(s: string): Family | 0 {
+  // Node's isIPv6 accepts a zone ("fe80::1%eth0") that the rest of this module
+  // would silently drop: refuse it rather than route via another interface.
+  if (s.includes('%')) return 0;
   if (isIPv4(s)) return 4;
   if (isIPv6(s)) return 6;
   return 0;

@@ -11,6 +11,9 @@ import { tokenize } from '../../src/config/lines.js';
 import { MODES, parseMode } from '../../src/config/mode.js';
 import { destinationValue, resolveFiles } from '../../src/config/env.js';
 import { DEFAULT_OPTIONS, parseOptions } from '../../src/plan/options.js';
+import { parseRedirectDestinations, parseSource } from '../../src/config/redirect.js';
+import { parseHttpProxyDestinations } from '../../src/config/http-proxy.js';
+import { parseDnsProxyDestinations } from '../../src/config/dns-proxy.js';
 
 function errorOf(f: () => unknown): string {
   try {
@@ -127,5 +130,19 @@ describe('parseOptions', () => {
     [{ EGRESS_FWMARK: '-1' }, "EGRESS_FWMARK '-1' is invalid"],
   ])('%j -> %s', (env, msg) => {
     expect(errorOf(() => parseOptions(env))).toBe(msg);
+  });
+});
+
+describe('IPv6 zone identifiers', () => {
+  // Node's isIPv6 accepts "fe80::1%eth0"; the zone used to be dropped silently
+  // (the address became "fe80::1"), so it is refused with each grammar's message.
+  it('are refused everywhere an address is read', () => {
+    expect(errorOf(() => parseSource('fe80::5%eth0/64'))).toBe('EGRESS_SOURCE unspecified or invalid');
+    expect(errorOf(() => parseRedirectDestinations('80 tcp fe80::1%macvlan0', 6))).toBe("EGRESS_DESTINATION value '80 tcp fe80::1%macvlan0' is invalid");
+    expect(errorOf(() => parseHttpProxyDestinations('fe80::1%eth0'))).toBe("Bad destination 'fe80::1%eth0'");
+    expect(errorOf(() => parseDnsProxyDestinations('53 fe80::1%eth0'))).toBe("Bad destination '53 fe80::1%eth0'");
+  });
+  it('link-local addresses without a zone are still accepted', () => {
+    expect(parseSource('fe80::5/64')).toEqual({ address: 'fe80::5', family: 6, prefix: 64 });
   });
 });
