@@ -15,7 +15,7 @@ import { describeOp, networkPlan } from '../plan/network.js';
 import { redirectTable } from '../plan/redirect.js';
 import { ruleCount, toReplaceBatch, toText } from '../plan/nft.js';
 import { applyNetwork } from '../apply/network.js';
-import { applyRedirect, needsForwardGuard } from '../engines/redirect/index.js';
+import { applyRedirect, checkHostIpv6Forwarding, needsForwardGuard } from '../engines/redirect/index.js';
 import { envHelp, type CliContext } from './context.js';
 
 export const ROUTER_VARS: Record<string, string> = {
@@ -58,6 +58,7 @@ export function registerRouter(program: Command, ctx: () => CliContext): void {
       const cfg = routerConfig(c.env, mode);
       const log = c.logger(c.env.EGRESS_ROUTER_DEBUG ? 'debug' : 'info');
       log.info({ mode, placement: cfg.options.placement, source: cfg.source.address, gateway: cfg.gateway }, 'egress-router starting');
+      if (cfg.redirect) await checkHostIpv6Forwarding(cfg.redirect, cfg.options);
       const guard = cfg.redirect ? await needsForwardGuard(cfg.redirect, cfg.options) : false;
       const ops = networkPlan({ source: cfg.source, gateway: cfg.gateway, mode, options: cfg.options });
       const exiting = mode !== 'legacy';
@@ -94,7 +95,11 @@ export function registerRouter(program: Command, ctx: () => CliContext): void {
     .command('check')
     .argument('[part]', 'router | http-proxy | dns-proxy (default: router)', 'router')
     .description('validate the variables a part reads; print a summary, or the first error and exit 1')
-    .addHelpText('after', envHelp({ ...ROUTER_VARS, EGRESS_HTTP_PROXY_DESTINATION: 'http-proxy rules', EGRESS_DNS_PROXY_DESTINATION: 'dns-proxy forwards' }))
+    .addHelpText('after', envHelp({
+      ...ROUTER_VARS,
+      EGRESS_HTTP_PROXY_DESTINATION: 'http-proxy rules', EGRESS_HTTP_PROXY_DESTINATION_FILE: 'read them from this file instead',
+      EGRESS_DNS_PROXY_DESTINATION: 'dns-proxy forwards', EGRESS_DNS_PROXY_DESTINATION_FILE: 'read them from this file instead',
+    }))
     .action((part: string) => {
       const env = ctx().env;
       process.stdout.write(checkSummary(env, part).join('\n') + '\n');

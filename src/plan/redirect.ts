@@ -44,7 +44,7 @@ export function redirectTable({ config, options, forwardGuard }: RedirectPlanInp
     // After DNAT (-100), before the routing decision: copy the flow's mark to
     // the packet, original direction only, so replies route normally.
     chains.push({
-      name: 'mark', type: 'filter', hook: 'prerouting', priority: -90,
+      name: 'mark_flows', type: 'filter', hook: 'prerouting', priority: -90,
       rules: [{ pieces: [n.ctDirectionOriginal, n.ctMarkIs(options.fwmark), n.setMetaMark(options.fwmark)] }],
     });
   }

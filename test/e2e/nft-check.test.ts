@@ -42,17 +42,6 @@ const CASES: Record<string, Record<string, string>> = {
   'ipv6 host, mappings and fallback': { ...V6, EGRESS_PLACEMENT: 'host', EGRESS_DESTINATION: `${MAP6}\n2001:db8:2::28` },
 };
 
-/**
- * KNOWN BUG (src/plan/redirect.ts, host placement): the chain is named `mark`,
- * a keyword of the nft grammar, so nft 1.0.x rejects the text form
- * ("syntax error, unexpected mark, expecting string" at `chain mark {`; a
- * quoted "mark" is rejected too). The JSON form is unaffected, and it is the
- * JSON that apply/ loads. These cases assert that exact rejection so the
- * suite stays green while the bug is on record; when the chain is renamed
- * they turn red, and the case must move back to plain acceptance.
- */
-const TEXT_KNOWN_BAD = new Set(Object.keys(CASES).filter((k) => k.includes(' host')));
-
 describe.skipIf(!isRoot)('nft -c accepts what render prints (in a throwaway netns)', () => {
   let dir = '';
   let nsCreated = false;
@@ -90,11 +79,7 @@ describe.skipIf(!isRoot)('nft -c accepts what render prints (in a throwaway netn
     it(`text: ${name}`, () => {
       const text = render(env, false);
       expect(text).toMatch(/^table ip6? \w+ \{\n/);
-      if (TEXT_KNOWN_BAD.has(name)) {
-        expect(nftCheck(name, text, false)).toMatch(/^nft exited 1: \S+:\d+:8-11: Error: syntax error, unexpected mark, expecting string\n\tchain mark \{/);
-      } else {
-        expect(nftCheck(name, text, false)).toBe('');
-      }
+      expect(nftCheck(name, text, false)).toBe('');
     });
     it(`json: ${name}`, () => {
       const json = render(env, true);

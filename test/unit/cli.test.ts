@@ -183,6 +183,6 @@ describe('--help lists the environment variables each command reads', () => {
   it('check --help also lists the proxy variables', () => {
     const r = run(['check', '--help']);
     expect(r.code).toBe(0);
-    expect(listed(r.stdout)).toEqual([...ROUTER, 'EGRESS_HTTP_PROXY_DESTINATION', 'EGRESS_DNS_PROXY_DESTINATION']);
+    expect(listed(r.stdout)).toEqual([...ROUTER, 'EGRESS_HTTP_PROXY_DESTINATION', 'EGRESS_HTTP_PROXY_DESTINATION_FILE', 'EGRESS_DNS_PROXY_DESTINATION', 'EGRESS_DNS_PROXY_DESTINATION_FILE']);
   });
 });

@@ -60,7 +60,7 @@ const HOSTV4 = `table ip egress_router {
 		iifname "eth0" fib daddr type local ct mark set 0x000000e6 counter dnat to 203.0.113.28 comment "fallback"
 	}
 
-	chain mark {
+	chain mark_flows {
 		type filter hook prerouting priority -90; policy accept;
 		ct direction original ct mark 0x000000e6 meta mark set 0x000000e6
 	}
@@ -113,7 +113,7 @@ describe('redirectTable + toText', () => {
   });
   it('host placement with the client-side guard: chain forward_guard also drops unmarked client traffic', () => {
     const t = table({ ...V4, EGRESS_PLACEMENT: 'host', EGRESS_DESTINATION: '80 tcp 203.0.113.25' }, true);
-    expect(t.chains.map((c) => c.name)).toEqual(['prerouting', 'mark', 'postrouting', 'forward_guard']);
+    expect(t.chains.map((c) => c.name)).toEqual(['prerouting', 'mark_flows', 'postrouting', 'forward_guard']);
     expect(toText(t).split('\n').slice(-9).join('\n')).toBe(`	chain forward_guard {
 		type filter hook forward priority filter; policy accept;
 		iifname "macvlan0" ct mark 0x000000e6 accept

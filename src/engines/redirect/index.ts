@@ -30,3 +30,16 @@ export async function needsForwardGuard(config: RedirectConfig, options: RouterO
   const ipv = config.source.family === 4 ? 'ipv4' : 'ipv6';
   return (await getSysctl(`net/${ipv}/conf/${options.clientInterface}/forwarding`)) !== '1';
 }
+
+/**
+ * IPv6 forwards only when net.ipv6.conf.all.forwarding is on (per-interface
+ * switches do not suffice), and turning that on changes the whole host (it
+ * stops accepting router advertisements). On a host we refuse to flip it:
+ * say so before touching anything.
+ */
+export async function checkHostIpv6Forwarding(config: RedirectConfig, options: RouterOptions): Promise<void> {
+  if (options.placement !== 'host' || config.source.family !== 6) return;
+  if ((await getSysctl('net/ipv6/conf/all/forwarding')) !== '1') {
+    throw new Error('IPv6 redirect in host placement needs net.ipv6.conf.all.forwarding=1 on the host (with accept_ra=2 where router advertisements are used); egress-router does not change host-wide settings');
+  }
+}
