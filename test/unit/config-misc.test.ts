@@ -6,7 +6,6 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { ConfigError } from '../../src/config/errors.js';
 import { tokenize } from '../../src/config/lines.js';
 import { MODES, parseMode } from '../../src/config/mode.js';
 import { destinationValue, resolveFiles } from '../../src/config/env.js';
@@ -14,16 +13,8 @@ import { DEFAULT_OPTIONS, parseOptions } from '../../src/plan/options.js';
 import { parseRedirectDestinations, parseSource } from '../../src/config/redirect.js';
 import { parseHttpProxyDestinations } from '../../src/config/http-proxy.js';
 import { parseDnsProxyDestinations } from '../../src/config/dns-proxy.js';
+import { errorOf } from './config-error.js';
 
-function errorOf(f: () => unknown): string {
-  try {
-    f();
-  } catch (e) {
-    expect(e).toBeInstanceOf(ConfigError);
-    return (e as Error).message;
-  }
-  throw new Error('expected a ConfigError, got a value');
-}
 
 describe('tokenize', () => {
   it('splits LF, CRLF and lone CR; keeps original 1-based line numbers', () => {

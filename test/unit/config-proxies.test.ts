@@ -3,19 +3,10 @@
  * the OpenShift images' own and are asserted verbatim.
  */
 import { describe, expect, it } from 'vitest';
-import { ConfigError } from '../../src/config/errors.js';
 import { describeHttpPolicy, parseHttpProxyDestinations } from '../../src/config/http-proxy.js';
 import { describeDnsProxy, parseDnsProxyDestinations } from '../../src/config/dns-proxy.js';
+import { errorOf } from './config-error.js';
 
-function errorOf(f: () => unknown): string {
-  try {
-    f();
-  } catch (e) {
-    expect(e).toBeInstanceOf(ConfigError);
-    return (e as Error).message;
-  }
-  throw new Error('expected a ConfigError, got a value');
-}
 
 const http = parseHttpProxyDestinations;
 

@@ -6,17 +6,9 @@
 import { describe, expect, it } from 'vitest';
 import { ConfigError } from '../../src/config/errors.js';
 import { parseGateway, parseRedirectConfig, parseRedirectDestinations, parseSource } from '../../src/config/redirect.js';
+import { errorOf } from './config-error.js';
 
 /** The exact message a call dies with (and that it is a ConfigError). */
-function errorOf(f: () => unknown): string {
-  try {
-    f();
-  } catch (e) {
-    expect(e).toBeInstanceOf(ConfigError);
-    return (e as Error).message;
-  }
-  throw new Error('expected a ConfigError, got a value');
-}
 
 const v4 = { EGRESS_SOURCE: '192.168.12.99', EGRESS_GATEWAY: '192.168.12.1' };
 const dest = (d: string) => parseRedirectConfig({ ...v4, EGRESS_DESTINATION: d }).destinations;
