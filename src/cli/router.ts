@@ -16,6 +16,7 @@ import { redirectTable } from '../plan/redirect.js';
 import { ruleCount, toReplaceBatch, toText } from '../plan/nft.js';
 import { applyNetwork } from '../apply/network.js';
 import { applyRedirect, checkHostIpv6Forwarding, needsForwardGuard } from '../engines/redirect/index.js';
+import { watchDestinationFile } from '../engines/redirect/watch.js';
 import { envHelp, type CliContext } from './context.js';
 
 export const ROUTER_VARS: Record<string, string> = {
@@ -67,9 +68,11 @@ export function registerRouter(program: Command, ctx: () => CliContext): void {
       if (cfg.redirect) await applyRedirect(cfg.redirect, cfg.options, log, guard);
       log.info({ mode }, 'set-up complete');
       if (mode !== 'legacy') return;
+      const file = c.env.EGRESS_DESTINATION_FILE;
+      const unwatch = file && cfg.redirect ? watchDestinationFile(file, cfg.redirect, cfg.options, log, guard) : () => {};
       await new Promise<void>((resolve) => {
         const keep = setInterval(() => {}, 1 << 30);
-        const stop = (sig: string) => { log.info({ signal: sig }, 'exiting'); clearInterval(keep); net.stop(); resolve(); };
+        const stop = (sig: string) => { log.info({ signal: sig }, 'exiting'); clearInterval(keep); unwatch(); net.stop(); resolve(); };
         process.once('SIGTERM', () => stop('SIGTERM'));
         process.once('SIGINT', () => stop('SIGINT'));
       });

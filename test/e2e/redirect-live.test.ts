@@ -2,6 +2,9 @@
  * Redirect mode as a long-running daemon, re-applied under live traffic, and
  * creating macvlan0 itself (into the pod's namespace) when it is not handed one.
  */
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createLab, ADDR, BIN, type Lab } from '../lab/lab.js';
 
@@ -47,6 +50,39 @@ describe('legacy mode daemon', () => {
     await done;
     expect(out).toMatch(new RegExp(`^ECHO ${A}:7000 sees ${ADDR.source}`));
     expect((await lab.exec('client', ['curl', '-sS', '-m', '3', `telnet://${ADDR.pod}:80`])).stdout).toContain(`${B}:80 sees`);
+  });
+});
+
+describe('legacy mode follows EGRESS_DESTINATION_FILE', () => {
+  let lab: Lab;
+  const dir = mkdtempSync(join(tmpdir(), 'erl-dest-'));
+  beforeAll(async () => {
+    lab = await createLab({ tcp: [`${A}:80`, `${B}:80`] });
+  });
+  afterAll(async () => { await lab?.destroy(); rmSync(dir, { recursive: true, force: true }); });
+
+  const banner = async () => (await lab.exec('client', ['curl', '-sS', '-m', '3', `telnet://${ADDR.pod}:80`])).stdout;
+  const until = async (want: string) => {
+    for (let i = 0; i < 40; i++) {
+      if ((await banner()).includes(want)) return true;
+      await new Promise((r) => setTimeout(r, 250));
+    }
+    return false;
+  };
+
+  it('re-applies a changed file and keeps the ruleset when the new content is bad', async () => {
+    const file = join(dir, 'destination');
+    writeFileSync(file, `80 tcp ${A}\n`);
+    const env = lab.routerEnv({ EGRESS_ROUTER_MODE: 'legacy', EGRESS_DESTINATION_FILE: file });
+    const p = await lab.spawnReady('pod', [process.execPath, BIN], 'set-up complete', { env });
+    expect(await banner()).toContain(`${A}:80 sees ${ADDR.source}`);
+    writeFileSync(file, `80 tcp ${B}\n`);
+    expect(await until(`${B}:80 sees ${ADDR.source}`)).toBe(true);
+    writeFileSync(file, '80 tcp not-an-ip\n');
+    for (let i = 0; i < 40 && !p.output().includes('not reloaded'); i++) await new Promise((r) => setTimeout(r, 250));
+    expect(p.output()).toContain("EGRESS_DESTINATION value '80 tcp not-an-ip' is invalid");
+    expect(await banner()).toContain(`${B}:80 sees`);
+    p.kill('SIGTERM');
   });
 });
 
