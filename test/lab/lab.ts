@@ -41,7 +41,19 @@ export const ADDR = {
   dns: '203.0.113.53',
 } as const;
 
+/** IPv6 twins of ADDR, present when the lab is built with `ipv6: true`. */
+export const ADDR6 = {
+  gateway: '2001:db8:12::1',
+  source: '2001:db8:12::99',
+  pod: 'fd00:128::10',
+  client: 'fd00:128::20',
+  node: 'fd00:128::1',
+  inet: ['2001:db8:113::10', '2001:db8:113::11'],
+} as const;
+
 export interface LabOptions {
+  /** Add IPv6 addresses and routes (ADDR6) beside the IPv4 ones. */
+  ipv6?: boolean;
   /** Create macvlan0 in the pod as OpenShift's annotation does (default true). */
   macvlanInPod?: boolean;
   /** Test servers to start in the internet namespace. */
@@ -156,6 +168,7 @@ export async function createLab(opts: LabOptions = {}): Promise<Lab> {
     // Pod and client: the cluster's default route via the node.
     await ip('pod', 'route', 'add', 'default', 'via', ADDR.node);
     await ip('client', 'route', 'add', 'default', 'via', ADDR.node);
+    if (opts.ipv6) await addIpv6(ip, sysctl);
     if (opts.macvlanInPod !== false) {
       // What OpenShift's assign-macvlan annotation hands the pod.
       await ip('node', 'link', 'add', 'macvlan0', 'link', 'eth0', 'type', 'macvlan', 'mode', 'bridge');
@@ -167,6 +180,25 @@ export async function createLab(opts: LabOptions = {}): Promise<Lab> {
     throw e;
   }
   return lab;
+}
+
+type IpFn = (n: NsKey, ...a: string[]) => Promise<string>;
+
+async function addIpv6(ip: IpFn, sysctl: (n: NsKey, kv: string) => Promise<string>): Promise<void> {
+  // No duplicate address detection in the lab: addresses are usable at once.
+  for (const n of ['gw', 'inet', 'node', 'pod', 'client'] as const) {
+    await sysctl(n, 'net.ipv6.conf.all.accept_dad=0');
+    await sysctl(n, 'net.ipv6.conf.default.accept_dad=0');
+  }
+  await sysctl('gw', 'net.ipv6.conf.all.forwarding=1');
+  await ip('gw', 'addr', 'add', `${ADDR6.gateway}/64`, 'dev', 'br0', 'nodad');
+  await ip('gw', 'addr', 'add', '2001:db8:113::1/64', 'dev', 'wan0', 'nodad');
+  for (const a of ADDR6.inet) await ip('inet', 'addr', 'add', `${a}/64`, 'dev', 'eth0', 'nodad');
+  await ip('inet', 'route', 'add', 'default', 'via', '2001:db8:113::1');
+  await ip('node', 'addr', 'add', `${ADDR6.node}/64`, 'dev', 'cbr0', 'nodad');
+  await ip('pod', 'addr', 'add', `${ADDR6.pod}/64`, 'dev', 'eth0', 'nodad');
+  await ip('client', 'addr', 'add', `${ADDR6.client}/64`, 'dev', 'eth0', 'nodad');
+  await ip('pod', 'route', 'add', 'default', 'via', ADDR6.node);
 }
 
 async function bridgeNoNetfilter(nsName: string): Promise<void> {
