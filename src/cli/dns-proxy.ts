@@ -1,5 +1,35 @@
-// Stub: the DNS proxy command is registered here (issue 5).
+/**
+ * `egress-router dns-proxy`: TCP forwarding to IPs and names that stay
+ * resolved (issue 5). Runs until SIGTERM/SIGINT, then removes what it set up.
+ */
 import type { Command } from 'commander';
-import type { CliContext } from './context.js';
+import { parseDnsProxyDestinations } from '../config/dns-proxy.js';
+import { destinationValue } from '../config/env.js';
+import { dnsProxyOptions, DNS_PROXY_ENV } from '../engines/dns-proxy/options.js';
+import { startDnsProxy } from '../engines/dns-proxy/index.js';
+import { envHelp, type CliContext } from './context.js';
 
-export function registerDnsProxy(_program: Command, _ctx: () => CliContext): void {}
+export function registerDnsProxy(program: Command, ctx: () => CliContext): void {
+  program
+    .command('dns-proxy')
+    .description('forward TCP ports to IPs or DNS names (EGRESS_DNS_PROXY_DESTINATION), re-resolving names as their TTL expires')
+    .option('--mode <path>', "data path: 'userspace' or 'kernel' (overrides EGRESS_DNS_PROXY_MODE)")
+    .option('--debug', 'log every connection and address change (as EGRESS_DNS_PROXY_DEBUG=1)')
+    .addHelpText('after', envHelp(DNS_PROXY_ENV))
+    .action(async (opts: { mode?: string; debug?: boolean }) => {
+      const c = ctx();
+      const env = { ...c.env };
+      if (opts.mode) env.EGRESS_DNS_PROXY_MODE = opts.mode;
+      if (opts.debug) env.EGRESS_DNS_PROXY_DEBUG = '1';
+      // Config errors exit 1 with one line here, before anything is set up.
+      const forwards = parseDnsProxyDestinations(destinationValue(env, 'EGRESS_DNS_PROXY_DESTINATION'));
+      const options = dnsProxyOptions(env);
+      const log = c.logger(options.debug ? 'debug' : 'warn');
+      const proxy = await startDnsProxy({ forwards, options, log });
+      await new Promise<void>((resolve) => {
+        const stop = () => { void proxy.stop().finally(resolve); };
+        process.once('SIGTERM', stop);
+        process.once('SIGINT', stop);
+      });
+    });
+}

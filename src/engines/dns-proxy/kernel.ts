@@ -1,0 +1,98 @@
+/**
+ * The kernel data path: nft DNAT from each listener port to the target's
+ * healthy addresses (plan/nft-dns-proxy.ts). Health checks replace the
+ * per-connection retry of the user-space path: an address that refuses or
+ * times out a TCP connect leaves the set until it accepts again.
+ */
+import net from 'node:net';
+import { writeFileSync } from 'node:fs';
+import type { DnsProxyForward } from '../../config/dns-proxy.js';
+import { describeTarget } from '../../config/dns-proxy.js';
+import type { Logger } from '../../observe/log.js';
+import { applyNft } from '../../apply/nft.js';
+import { toDeleteBatch, toReplaceBatch, toText } from '../../plan/nft.js';
+import { dnsProxyTable, DNS_PROXY_TABLE, type KernelForward } from '../../plan/nft-dns-proxy.js';
+import type { AddressPool } from './pool.js';
+import type { DnsProxyOptions } from './options.js';
+
+export class KernelPath {
+  private readonly dead = new Set<string>();
+  private timer: NodeJS.Timeout | undefined;
+  private last = '';
+  private applying: Promise<void> = Promise.resolve();
+
+  constructor(
+    private readonly forwards: readonly DnsProxyForward[],
+    private readonly pools: readonly AddressPool[],
+    private readonly o: DnsProxyOptions,
+    private readonly log: Logger,
+  ) {}
+
+  async start(): Promise<void> {
+    // DNATed packets are forwarded, and a new namespace inherits forwarding
+    // off from the root namespace: turn it on here, in ours.
+    writeFileSync('/proc/sys/net/ipv4/ip_forward', '1');
+    await this.check();
+    await this.update();
+    this.timer = setInterval(() => void this.check().then(() => this.update()), this.o.healthIntervalMs);
+  }
+
+  async stop(): Promise<void> {
+    clearInterval(this.timer);
+    await this.applying;
+    await applyNft(toDeleteBatch('ip', DNS_PROXY_TABLE)).catch(() => {});
+  }
+
+  /** Addresses per listener minus the dead ones (all of them if all are dead: a retry beats a refusal). */
+  private plan(): KernelForward[] {
+    return this.forwards.map((f, i) => {
+      const all = this.pools[i]!.addresses.filter((a) => net.isIPv4(a));
+      const live = all.filter((a) => !this.dead.has(`${a}:${f.remotePort}`));
+      return { port: f.localPort, remotePort: f.remotePort, addresses: live.length ? live : all, comment: `${f.localPort} -> ${describeTarget(f.target)}:${f.remotePort}` };
+    });
+  }
+
+  /** Re-applies the table if its content changed; serialised so batches never interleave. */
+  update(): Promise<void> {
+    this.applying = this.applying.then(async () => {
+      const table = dnsProxyTable(this.plan());
+      const text = toText(table);
+      if (text === this.last) return;
+      try {
+        await applyNft(toReplaceBatch(table));
+        this.last = text;
+        if (this.o.debug) this.log.debug({ table: text }, 'nft table replaced');
+      } catch (e) {
+        this.log.error({ err: (e as Error).message }, 'applying the DNS proxy nft table failed');
+      }
+    });
+    return this.applying;
+  }
+
+  /** One TCP connect per distinct address:port; bounded by the connect timeout. */
+  private async check(): Promise<void> {
+    const targets = new Set<string>();
+    this.forwards.forEach((f, i) => this.pools[i]!.addresses.forEach((a) => targets.add(`${a}:${f.remotePort}`)));
+    const timeout = Math.min(this.o.connectTimeoutMs, Math.max(this.o.healthIntervalMs, 500));
+    await Promise.all([...targets].map(async (t) => {
+      const cut = t.lastIndexOf(':');
+      const ok = await probe(t.slice(0, cut), Number(t.slice(cut + 1)), timeout, this.o.bindSource);
+      if (ok && this.dead.delete(t)) this.log.warn({ address: t }, 'address healthy again, back in the set');
+      if (!ok && !this.dead.has(t)) {
+        this.dead.add(t);
+        this.log.warn({ address: t }, 'health check failed, address removed from the set');
+      }
+    }));
+    for (const t of [...this.dead]) if (!targets.has(t)) this.dead.delete(t);
+  }
+}
+
+function probe(host: string, port: number, timeoutMs: number, localAddress?: string): Promise<boolean> {
+  return new Promise((resolve) => {
+    const s = net.connect({ host, port, localAddress });
+    const done = (ok: boolean) => { clearTimeout(t); s.destroy(); resolve(ok); };
+    const t = setTimeout(() => done(false), timeoutMs);
+    s.once('connect', () => done(true));
+    s.once('error', () => done(false));
+  });
+}

@@ -1,0 +1,64 @@
+/**
+ * The DNS proxy's settings from the environment, beyond the destination list.
+ */
+import type { Env } from '../../config/env.js';
+import { die } from '../../config/errors.js';
+
+export type DataPath = 'kernel' | 'userspace';
+
+export interface DnsProxyOptions {
+  readonly dataPath: DataPath;
+  readonly debug: boolean;
+  readonly ipv6: boolean;
+  readonly connectTimeoutMs: number;
+  readonly idleTimeoutMs: number;
+  readonly maxConnections: number;
+  readonly minTtl: number;
+  readonly maxTtl: number;
+  /** Host placement: bind outbound connections to the egress source IP. */
+  readonly bindSource: string | undefined;
+  readonly healthIntervalMs: number;
+}
+
+export const DNS_PROXY_ENV: Record<string, string> = {
+  EGRESS_DNS_PROXY_DESTINATION: "'<port> <ip-or-name> [<remote_port>]' per line (or EGRESS_DNS_PROXY_DESTINATION_FILE)",
+  EGRESS_DNS_PROXY_MODE: "'userspace' (default) or 'kernel' (nft DNAT; pod placement only)",
+  EGRESS_DNS_PROXY_DEBUG: "'1': one line per connection and per changed address set",
+  EGRESS_DNS_PROXY_IPV6: "'1': use AAAA records for names without A records",
+  EGRESS_DNS_PROXY_CONNECT_TIMEOUT: 'seconds to connect to a remote address (default 10)',
+  EGRESS_DNS_PROXY_IDLE_TIMEOUT: 'seconds without traffic before a connection is closed (default 3600, 0 = never)',
+  EGRESS_DNS_PROXY_MAX_CONNECTIONS: 'concurrent connections per listener (default 10000)',
+  EGRESS_DNS_PROXY_TTL_MIN: 'floor of the re-resolution interval, seconds (default 2)',
+  EGRESS_DNS_PROXY_TTL_MAX: 'ceiling of the re-resolution interval, seconds (default 60)',
+  EGRESS_DNS_PROXY_HEALTH_INTERVAL: 'kernel path: seconds between health checks (default 2)',
+  EGRESS_PLACEMENT: "'pod' (default) or 'host' (outbound connections bind EGRESS_SOURCE)",
+  EGRESS_SOURCE: 'the egress source IP (bound in host placement)',
+};
+
+function num(env: Env, name: string, def: number, min: number): number {
+  const v = env[name];
+  if (v === undefined || v === '') return def;
+  const n = Number(v);
+  if (!Number.isFinite(n) || n < min) die(`${name} '${v}' is invalid, must be a number >= ${min}`);
+  return n;
+}
+
+export function dnsProxyOptions(env: Env): DnsProxyOptions {
+  const mode = env.EGRESS_DNS_PROXY_MODE || 'userspace';
+  if (mode !== 'kernel' && mode !== 'userspace') die(`EGRESS_DNS_PROXY_MODE '${mode}' is invalid, must be 'userspace' or 'kernel'`);
+  const placement = env.EGRESS_PLACEMENT || 'pod';
+  if (mode === 'kernel' && placement === 'host') die("EGRESS_DNS_PROXY_MODE 'kernel' needs EGRESS_PLACEMENT 'pod'");
+  const minTtl = num(env, 'EGRESS_DNS_PROXY_TTL_MIN', 2, 1);
+  return {
+    dataPath: mode,
+    debug: env.EGRESS_DNS_PROXY_DEBUG === '1' || env.EGRESS_DNS_PROXY_DEBUG === 'true',
+    ipv6: env.EGRESS_DNS_PROXY_IPV6 === '1' || env.EGRESS_DNS_PROXY_IPV6 === 'true',
+    connectTimeoutMs: num(env, 'EGRESS_DNS_PROXY_CONNECT_TIMEOUT', 10, 0.1) * 1000,
+    idleTimeoutMs: num(env, 'EGRESS_DNS_PROXY_IDLE_TIMEOUT', 3600, 0) * 1000,
+    maxConnections: num(env, 'EGRESS_DNS_PROXY_MAX_CONNECTIONS', 10_000, 1),
+    minTtl,
+    maxTtl: num(env, 'EGRESS_DNS_PROXY_TTL_MAX', 60, minTtl),
+    bindSource: placement === 'host' && env.EGRESS_SOURCE ? env.EGRESS_SOURCE.replace(/\/.*$/, '') : undefined,
+    healthIntervalMs: num(env, 'EGRESS_DNS_PROXY_HEALTH_INTERVAL', 2, 0.1) * 1000,
+  };
+}

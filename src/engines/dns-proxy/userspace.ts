@@ -1,0 +1,129 @@
+/**
+ * The user-space data path: a TCP listener per destination line that pipes
+ * each client to one of the target's addresses. Per connection it can retry
+ * on the next address and log what happened, which the kernel path cannot.
+ */
+import net from 'node:net';
+import type { Logger } from '../../observe/log.js';
+import type { DnsProxyOptions } from './options.js';
+import type { AddressPool } from './pool.js';
+
+export interface Listener {
+  readonly port: number;
+  readonly remotePort: number;
+  /** Name or IP as configured, for logs. */
+  readonly target: string;
+  readonly pool: AddressPool;
+}
+
+// A client gets at most this many connect attempts (each on another address).
+const MAX_TRIES = 3;
+
+export class UserspaceListener {
+  private server: net.Server | undefined;
+  private readonly open = new Set<net.Socket>();
+
+  constructor(private readonly l: Listener, private readonly o: DnsProxyOptions, private readonly log: Logger) {}
+
+  get listening(): boolean { return this.server !== undefined; }
+
+  /**
+   * Listens only once the target has an address: until then the port
+   * refuses connections (a clear RST) rather than accepting and dropping.
+   */
+  async listen(): Promise<void> {
+    if (this.server) return;
+    const server = net.createServer({ allowHalfOpen: true, pauseOnConnect: true, noDelay: true }, (c) => this.accept(c));
+    server.maxConnections = this.o.maxConnections;
+    this.server = server;
+    await new Promise<void>((resolve, reject) => {
+      server.once('error', reject);
+      // '::' accepts IPv4 too (dual-stack), as haproxy's bind :port did.
+      server.listen({ port: this.l.port, host: '::', ipv6Only: false }, () => { server.off('error', reject); resolve(); });
+    }).catch(async (e: NodeJS.ErrnoException) => {
+      if (e.code !== 'EAFNOSUPPORT' && e.code !== 'EADDRNOTAVAIL') throw e;
+      // No IPv6 in this namespace: IPv4 only.
+      await new Promise<void>((resolve, reject) => { server.once('error', reject); server.listen(this.l.port, '0.0.0.0', resolve); });
+    });
+    server.on('error', (e) => this.log.error({ port: this.l.port, err: e.message }, 'listener error'));
+  }
+
+  async close(): Promise<void> {
+    for (const s of this.open) s.destroy();
+    const s = this.server;
+    this.server = undefined;
+    if (s) await new Promise((r) => s.close(r));
+  }
+
+  private accept(client: net.Socket): void {
+    const start = Date.now();
+    const tried = new Set<string>();
+    const who = `${client.remoteAddress?.replace(/^::ffff:/, '')}:${client.remotePort}`;
+    let chosen: string | undefined;
+    let upstream: net.Socket | undefined;
+    let reason: string | undefined;
+    this.open.add(client);
+    client.on('error', (e) => finish(`client error: ${(e as NodeJS.ErrnoException).code ?? e.message}`));
+
+    const finish = (why: string) => {
+      reason ??= why;
+      client.destroy();
+      upstream?.destroy();
+    };
+    client.once('close', () => {
+      this.open.delete(client);
+      // A client gone before the remote finished: nobody to deliver to.
+      if (upstream && !upstream.writableFinished) upstream.destroy();
+      if (!this.o.debug) return;
+      this.log.debug({
+        client: who, port: this.l.port, name: this.l.target, address: chosen ?? null,
+        bytesFromClient: client.bytesRead, bytesToClient: client.bytesWritten,
+        durationMs: Date.now() - start, end: reason ?? 'closed',
+      }, 'connection');
+    });
+
+    const attempt = () => {
+      const addr = this.l.pool.pick(tried);
+      if (addr === undefined || tried.size >= MAX_TRIES) {
+        if (tried.size > 0) this.log.warn({ client: who, port: this.l.port, name: this.l.target, tried: [...tried] }, 'no address accepted the connection');
+        return finish(tried.size ? 'all connect attempts failed' : 'no address');
+      }
+      tried.add(addr);
+      chosen = addr;
+      const up = net.connect({ host: addr, port: this.l.remotePort, allowHalfOpen: true, noDelay: true, localAddress: this.o.bindSource });
+      upstream = up;
+      const timer = setTimeout(() => up.destroy(Object.assign(new Error('connect timeout'), { code: 'ETIMEDOUT' })), this.o.connectTimeoutMs);
+      const failed = (e: NodeJS.ErrnoException) => {
+        clearTimeout(timer);
+        this.l.pool.markDown(addr);
+        this.log.warn({ port: this.l.port, name: this.l.target, address: addr, err: e.code ?? e.message }, 'connect failed, address marked down');
+        if (!client.destroyed) attempt();
+      };
+      up.once('error', failed);
+      up.once('connect', () => {
+        clearTimeout(timer);
+        up.off('error', failed);
+        this.l.pool.markUp(addr);
+        if (client.destroyed) return up.destroy();
+        this.pipe(client, up, finish);
+      });
+    };
+    attempt();
+  }
+
+  private pipe(client: net.Socket, up: net.Socket, finish: (why: string) => void): void {
+    up.on('error', (e: NodeJS.ErrnoException) => finish(`remote error: ${e.code ?? e.message}`));
+    if (this.o.idleTimeoutMs > 0) {
+      // Socket timeouts are refreshed by reads and writes, so traffic either way keeps both alive.
+      client.setTimeout(this.o.idleTimeoutMs, () => finish('idle timeout'));
+      up.setTimeout(this.o.idleTimeoutMs, () => finish('idle timeout'));
+    }
+    // pipe() gives backpressure both ways; with allowHalfOpen, a FIN from one
+    // side becomes end() on the other and the reverse direction keeps flowing.
+    // Each socket closes itself once both its directions are done (autoDestroy),
+    // after flushing: destroying on 'end' could drop the last buffered bytes.
+    client.pipe(up);
+    up.pipe(client);
+    client.resume();
+  }
+}
