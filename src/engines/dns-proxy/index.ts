@@ -68,6 +68,8 @@ export async function startDnsProxy(d: DnsProxyDeps): Promise<DnsProxy> {
   // Listeners with an address (IP targets, resolved names) listen now.
   await Promise.all(listeners.map((l, i) => (pools[i]!.addresses.length ? l.listen() : undefined)));
   await kernel?.start();
+  // Printed once every listener that can serve does (tests and operators wait on it).
+  out.write('dns-proxy ready\n');
 
   return {
     unresolved: () => forwards.filter((_, i) => pools[i]!.addresses.length === 0).map((f) => f.localPort),

@@ -1,0 +1,144 @@
+/**
+ * DNS proxy mode in the lab, both data paths, against a real DNS server in
+ * the internet namespace: asserted from the client's side and in the
+ * servers' own words (which server answered, which source IP it saw).
+ */
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { createLab, ADDR, type Lab } from '../lab/lab.js';
+import { startDnsServer, type DnsServer, type Zone } from '../lab/dns.js';
+import { BIN, ensureBuilt } from '../unit/dist.js';
+
+const [A, B, C] = ADDR.inet as unknown as [string, string, string];
+const SERVERS = { tcp: [`${A}:80`, `${B}:80`, `${C}:80`, `${A}:9000`] };
+const ZONE: Zone = {
+  'two.example': { A: [A, B], ttl: 2 },
+  'one.example': { A: [C], ttl: 2 },
+  // B refuses on 9000: one dead backend address.
+  'dead.example': { A: [A, B], ttl: 2 },
+};
+const TABLE = [
+  `8001 ${A} 80`,
+  '80 one.example',
+  '8002 two.example 80',
+  '8003 one.example 80',
+  '8004 dead.example 9000',
+  '8005 missing.example 80',
+].join('\n');
+
+type Path = 'userspace' | 'kernel';
+
+async function banner(lab: Lab, port: number) {
+  // curl's telnet:// prints the server's banner line; -m bounds it.
+  return lab.exec('client', ['curl', '-sS', '-m', '3', `telnet://${ADDR.pod}:${port}`], { input: '', timeoutMs: 8000 });
+}
+
+const sees = (server: string, port: number) => new RegExp(`^${server.replace(/\./g, '\\.')}:${port} sees ${ADDR.source.replace(/\./g, '\\.')}:\\d+`);
+
+async function until(what: string, cond: () => Promise<boolean>, ms: number): Promise<void> {
+  const end = Date.now() + ms;
+  while (!(await cond())) {
+    if (Date.now() > end) throw new Error(`${what}: not within ${ms} ms`);
+    await new Promise((r) => setTimeout(r, 200));
+  }
+}
+
+describe.each<Path>(['userspace', 'kernel'])('dns-proxy, %s data path', (path) => {
+  let lab: Lab;
+  let dns: DnsServer;
+  let proxy: Awaited<ReturnType<Lab['spawnReady']>>;
+
+  beforeAll(async () => {
+    await ensureBuilt();
+    lab = await createLab(SERVERS);
+    dns = await startDnsServer(lab, { address: ADDR.dns, zone: ZONE });
+    lab.writeResolvConf('pod', ADDR.dns);
+    const init = await lab.setupRouter({ EGRESS_ROUTER_MODE: 'dns-proxy' });
+    expect(init.code, init.stderr).toBe(0);
+    proxy = await lab.spawnReady('pod', [process.execPath, BIN, '--log-format', 'json', 'dns-proxy'], 'dns-proxy ready', {
+      env: lab.routerEnv({
+        EGRESS_DNS_PROXY_DESTINATION: TABLE, EGRESS_DNS_PROXY_DEBUG: '1', EGRESS_DNS_PROXY_MODE: path,
+        EGRESS_DNS_PROXY_TTL_MIN: '1', EGRESS_DNS_PROXY_HEALTH_INTERVAL: '0.5',
+      }),
+    });
+  });
+  afterAll(async () => {
+    await dns?.stop();
+    await lab?.destroy();
+  });
+
+  it('prints the forwarding table at start', () => {
+    expect(proxy.output()).toContain('port 8002 -> two.example:80');
+    expect(proxy.output()).toContain('port 8005 -> missing.example:80');
+  });
+
+  it('forwards to an IP target on its remote port, from the egress source IP', async () => {
+    expect((await banner(lab, 8001)).stdout).toMatch(sees(A, 80));
+  });
+
+  it('forwards to a name, on the listener port when no remote port is given', async () => {
+    expect((await banner(lab, 80)).stdout).toMatch(sees(C, 80));
+    expect((await banner(lab, 8003)).stdout).toMatch(sees(C, 80));
+  });
+
+  it('spreads connections over both A records', async () => {
+    const seen = new Set<string>();
+    for (let i = 0; i < 8; i++) {
+      const r = await banner(lab, 8002);
+      expect(r.stdout).toMatch(/sees 192\.168\.12\.99:/);
+      seen.add(r.stdout.split(' ')[0]!);
+    }
+    expect(seen).toEqual(new Set([`${A}:80`, `${B}:80`]));
+  });
+
+  it('serves every client from the live address when the other one is dead', async () => {
+    // The kernel path learns it from health checks (every 0.5 s here).
+    if (path === 'kernel') await new Promise((r) => setTimeout(r, 1500));
+    for (let i = 0; i < 6; i++) expect((await banner(lab, 8004)).stdout).toMatch(sees(A, 9000));
+  });
+
+  it('refuses connections on the port of a name that does not resolve, without affecting others', async () => {
+    const t0 = Date.now();
+    const r = await banner(lab, 8005);
+    expect(r.code).not.toBe(0);
+    expect(r.stderr).toMatch(/refused|couldn't connect/i);
+    expect(Date.now() - t0).toBeLessThan(2000);
+    expect((await banner(lab, 8001)).stdout).toMatch(sees(A, 80));
+    expect(proxy.output()).toMatch(/"name":"missing.example".*does not resolve/);
+  });
+
+  it('starts serving that name once it resolves (its lookups keep being retried)', async () => {
+    dns.setZone({ ...ZONE, 'missing.example': { A: [B], ttl: 2 } });
+    await until('missing.example served', async () => sees(B, 80).test((await banner(lab, 8005)).stdout), 12_000);
+  });
+
+  it('prints debug lines: per connection (user space) and per changed address set', () => {
+    const lines = proxy.output().split('\n').filter((l) => l.startsWith('{')).map((l) => JSON.parse(l) as Record<string, unknown>);
+    expect(lines.find((l) => l.msg === 'address set changed' && l.name === 'missing.example')).toMatchObject({ addresses: [B] });
+    if (path === 'userspace') {
+      const c = lines.find((l) => l.msg === 'connection' && l.port === 8002);
+      expect(c).toMatchObject({ name: 'two.example', bytesFromClient: 0, end: 'closed' });
+      expect(c!.client).toMatch(/^10\.128\.0\.20:\d+$/);
+      expect([`${A}`, `${B}`]).toContain(c!.address);
+      expect(c!.bytesToClient).toBeGreaterThan(20);
+      expect(typeof c!.durationMs).toBe('number');
+    }
+  });
+
+  it('follows a changed record after its TTL', async () => {
+    dns.setZone({ ...ZONE, 'one.example': { A: [A], ttl: 2 }, 'missing.example': { A: [B], ttl: 2 } });
+    const t0 = Date.now();
+    await until('one.example moved to A', async () => sees(A, 80).test((await banner(lab, 8003)).stdout), 8000);
+    // TTL 2 s plus a lookup and the table replacement.
+    expect(Date.now() - t0).toBeLessThan(5000);
+  });
+
+  it('keeps serving the last good addresses when the DNS server is down', async () => {
+    await dns.stop();
+    // Past two TTLs: re-resolutions have failed by now.
+    await new Promise((r) => setTimeout(r, 4500));
+    const seen = new Set<string>();
+    for (let i = 0; i < 6; i++) seen.add((await banner(lab, 8002)).stdout.split(' ')[0]!);
+    expect(seen).toEqual(new Set([`${A}:80`, `${B}:80`]));
+    expect(proxy.output()).toMatch(/keeping last good addresses/);
+  });
+});
