@@ -1,0 +1,95 @@
+/**
+ * CONNECT tunnels: policy, one TCP connection to the allowed address, then
+ * bytes piped both ways. pipe() gives backpressure (a slow reader pauses the
+ * fast writer instead of buffering without bound); allowHalfOpen on both
+ * sockets lets one direction finish while the other keeps flowing, which
+ * protocols such as "send request, shut down writing, read reply" need.
+ */
+import net from 'node:net';
+import type { IncomingMessage } from 'node:http';
+import type { Duplex } from 'node:stream';
+import { denialText } from './policy.js';
+import { route } from './route.js';
+import type { Runtime } from './runtime.js';
+import { hostText, parseAuthority } from './target.js';
+import { clientAddress, logEnd, type RequestLog } from './logline.js';
+
+const ESTABLISHED = Buffer.from('HTTP/1.1 200 Connection established\r\n\r\n');
+
+export async function handleConnect(rt: Runtime, req: IncomingMessage, client: Duplex, head: Buffer): Promise<void> {
+  const sock = client as net.Socket;
+  const log: RequestLog = { start: performance.now(), client: clientAddress(sock), method: 'CONNECT', target: req.url ?? '' };
+  // The server's own socket timeout belongs to HTTP; a tunnel gets its own.
+  sock.removeAllListeners('timeout');
+  sock.setTimeout(0);
+  sock.on('error', () => {});
+  const t = parseAuthority(req.url ?? '');
+  if (!t) return refuse(rt, sock, log, 400, 'bad CONNECT target, expected host:port\n');
+  log.target = `${hostText(t.host)}:${t.port}`;
+  if (rt.connectPorts && !rt.connectPorts.has(t.port)) return refuse(rt, sock, log, 403, `denied: CONNECT to port ${t.port} is not allowed\n`, 'port');
+  const r = await route(rt, t);
+  if (!r.ok) {
+    log.rule = r.decision?.rule?.text;
+    return refuse(rt, sock, log, r.status, r.status === 403 ? denialText(r.decision!) : `${r.reason}\n`, r.status === 403 ? 'deny' : 'error');
+  }
+  log.decision = 'allow';
+  log.rule = r.decision.rule?.text ?? '*';
+  log.upstream = `${r.family === 6 ? `[${r.address}]` : r.address}:${t.port}`;
+  if (sock.destroyed) return logEnd(rt, log, 499, 0, 0);
+
+  const up = net.connect({ host: r.address, port: t.port, family: r.family, localAddress: rt.localAddress, noDelay: true, allowHalfOpen: true });
+  const timer = setTimeout(() => {
+    up.destroy();
+    refuse(rt, sock, log, 504, `connect to ${log.upstream} timed out\n`, 'error');
+  }, rt.limits.connectTimeoutMs);
+  up.once('error', (e: NodeJS.ErrnoException) => {
+    clearTimeout(timer);
+    refuse(rt, sock, log, 502, `connect to ${log.upstream} failed: ${e.code ?? e.message}\n`, 'error');
+  });
+  // The client went away while we were connecting.
+  sock.once('close', () => { if (up.connecting) { clearTimeout(timer); up.destroy(); } });
+  up.once('connect', () => {
+    clearTimeout(timer);
+    up.removeAllListeners('error');
+    if (sock.destroyed) { up.destroy(); return logEnd(rt, log, 499, 0, 0); }
+    pipeTunnel(rt, sock, up, head, log);
+  });
+}
+
+function pipeTunnel(rt: Runtime, c: net.Socket, up: net.Socket, head: Buffer, log: RequestLog): void {
+  c.setNoDelay(true);
+  sockAllowHalfOpen(c);
+  c.write(ESTABLISHED);
+  if (head.length > 0) up.write(head);
+  c.pipe(up);
+  up.pipe(c);
+  // Idle: no bytes either way for the limit (each socket resets its own timer).
+  const idle = () => { c.destroy(); up.destroy(); };
+  c.setTimeout(rt.limits.idleTimeoutMs, idle);
+  up.setTimeout(rt.limits.idleTimeoutMs, idle);
+  // An error on one side ends the other: no tunnel half-alive forever.
+  c.on('error', () => up.destroy());
+  up.on('error', () => c.destroy());
+  let closed = 0;
+  // When one side is closed, the other finishes writing what it has, then closes.
+  const done = () => { if (++closed === 2) logEnd(rt, log, 200, c.bytesRead, c.bytesWritten - ESTABLISHED.length); };
+  c.once('close', () => { up.destroySoon(); done(); });
+  up.once('close', () => { c.destroySoon(); done(); });
+}
+
+/** The client socket came from node:http; ask it not to close its writable side on 'end'. */
+function sockAllowHalfOpen(c: net.Socket): void {
+  (c as net.Socket & { allowHalfOpen: boolean }).allowHalfOpen = true;
+}
+
+function refuse(rt: Runtime, c: net.Socket, log: RequestLog, status: number, body: string, decision = 'error'): void {
+  if (log.status !== undefined) return;
+  log.decision ??= decision;
+  if (!c.destroyed && c.writable) {
+    c.end(`HTTP/1.1 ${status} ${REASON[status] ?? 'Error'}\r\nContent-Type: text/plain\r\nContent-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`);
+  }
+  c.destroySoon();
+  logEnd(rt, log, status, 0, 0);
+}
+
+const REASON: Record<number, string> = { 400: 'Bad Request', 403: 'Forbidden', 502: 'Bad Gateway', 504: 'Gateway Timeout' };

@@ -1,0 +1,29 @@
+/** One log line per request or tunnel, written when it ends. */
+import type { Socket } from 'node:net';
+import type { Runtime } from './runtime.js';
+
+export interface RequestLog {
+  readonly start: number;
+  readonly client: string;
+  readonly method: string;
+  target: string;
+  decision?: string;
+  rule?: string | undefined;
+  upstream?: string;
+  status?: number;
+}
+
+export function clientAddress(s: Socket): string {
+  const a = s.remoteAddress ?? '?';
+  // A dual-stack listener reports IPv4 clients as ::ffff:a.b.c.d.
+  return a.startsWith('::ffff:') && a.includes('.') ? a.slice(7) : a;
+}
+
+export function logEnd(rt: Runtime, l: RequestLog, status: number, bytesIn: number, bytesOut: number): void {
+  if (l.status !== undefined) return; // once, whichever ending came first
+  l.status = status;
+  rt.logger.info({
+    client: l.client, method: l.method, target: l.target, decision: l.decision ?? 'error', rule: l.rule,
+    upstream: l.upstream, status, bytesIn, bytesOut, ms: Math.round((performance.now() - l.start) * 10) / 10,
+  }, l.method === 'CONNECT' ? 'tunnel' : 'request');
+}
