@@ -65,11 +65,14 @@ export async function listen(rt: Runtime, opts: { host: string; port: number; cl
     front.listen({ host: opts.host, port: opts.port, backlog: 1024 }, () => { front.off('error', reject); resolve(); });
   });
   const port = (front.address() as net.AddressInfo).port;
+  // node:http starts its header-deadline checks (headersTimeout) on its own
+  // 'listening' event; it never listens itself here, so tell it we are.
+  server.emit('listening');
   return {
     port,
     async close() {
       await new Promise<void>((r) => { front.close(() => r()); for (const s of sockets) s.destroy(); });
-      server.close();
+      server.close(() => {});
       await agent.close();
     },
   };
