@@ -1,0 +1,78 @@
+// AddressPool (spreading, down marks, back-off) and the kernel path's nft table.
+import { describe, expect, it } from 'vitest';
+import { AddressPool } from '../../src/engines/dns-proxy/pool.js';
+import { dnsProxyTable } from '../../src/plan/nft-dns-proxy.js';
+import { toReplaceBatch, toText } from '../../src/plan/nft.js';
+
+describe('AddressPool', () => {
+  it('goes round-robin over all addresses', () => {
+    const p = new AddressPool({}, ['a', 'b', 'c']);
+    expect([p.pick(), p.pick(), p.pick(), p.pick()]).toEqual(['a', 'b', 'c', 'a']);
+  });
+
+  it('skips an address marked down until its back-off ends, doubling per failure', () => {
+    const p = new AddressPool({ downMs: 1000, maxDownMs: 3000 }, ['a', 'b']);
+    p.markDown('a', 0);
+    expect(p.isDown('a', 999)).toBe(true);
+    expect(p.pick(new Set(), 500)).toBe('b');
+    expect(p.pick(new Set(), 500)).toBe('b');
+    expect(p.isDown('a', 1000)).toBe(false);
+    p.markDown('a', 1000);
+    expect(p.isDown('a', 2999)).toBe(true);
+    p.markDown('a', 3000); // third failure: 4000 capped at 3000
+    expect(p.isDown('a', 5999)).toBe(true);
+    expect(p.isDown('a', 6000)).toBe(false);
+    p.markUp('a');
+    expect(p.isDown('a', 3001)).toBe(false);
+  });
+
+  it('skips addresses already tried for this client, and gives up when all are', () => {
+    const p = new AddressPool({}, ['a', 'b']);
+    expect(p.pick(new Set(['a']))).toBe('b');
+    expect(p.pick(new Set(['a', 'b']))).toBeUndefined();
+  });
+
+  it('when every untried address is down, picks the one that comes back first', () => {
+    const p = new AddressPool({ downMs: 1000 }, ['a', 'b']);
+    p.markDown('a', 100);
+    p.markDown('b', 0);
+    expect(p.pick(new Set(), 200)).toBe('b');
+  });
+
+  it('a new address set keeps the down marks of addresses still in it', () => {
+    const p = new AddressPool({}, ['a', 'b']);
+    p.markDown('a', Date.now());
+    p.markDown('b', Date.now());
+    p.set(['a', 'c']);
+    expect(p.isDown('a')).toBe(true);
+    expect(p.isDown('b')).toBe(false);
+    expect(p.addresses).toEqual(['a', 'c']);
+  });
+
+  it('an empty pool has nothing to pick', () => {
+    expect(new AddressPool().pick()).toBeUndefined();
+  });
+});
+
+describe('kernel path nft table', () => {
+  const t = dnsProxyTable([
+    { port: 8002, remotePort: 80, addresses: ['203.0.113.10', '203.0.113.11'], comment: '8002 -> two.example:80' },
+    { port: 8001, remotePort: 80, addresses: ['203.0.113.10'], comment: '8001 -> 203.0.113.10:80' },
+    { port: 8005, remotePort: 80, addresses: [], comment: '8005 -> missing.example:80' },
+  ], 't');
+
+  it('spreads with numgen over a map, DNATs a single address directly, and has no rule for an unresolved port', () => {
+    const text = toText(t);
+    expect(text).toContain('tcp dport 8002 counter dnat to numgen inc mod 2 map { 0 : 203.0.113.10, 1 : 203.0.113.11 } :80');
+    expect(text).toContain('tcp dport 8001 counter dnat to 203.0.113.10:80');
+    expect(text).not.toContain('8005');
+    expect(text).toContain('ct status dnat masquerade');
+  });
+
+  it('JSON carries the same map as nft itself prints it', () => {
+    const rules = toReplaceBatch(t).nftables.filter((c) => (c as { add?: { rule?: unknown } }).add?.rule) as Array<{ add: { rule: { expr: unknown[] } } }>;
+    expect(rules[0]!.add.rule.expr[2]).toEqual({
+      dnat: { addr: { map: { key: { numgen: { mode: 'inc', mod: 2, offset: 0 } }, data: { set: [[0, '203.0.113.10'], [1, '203.0.113.11']] } } }, port: 80 },
+    });
+  });
+});
