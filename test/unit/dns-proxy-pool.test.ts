@@ -1,6 +1,7 @@
 // AddressPool (spreading, down marks, back-off) and the kernel path's nft table.
 import { describe, expect, it } from 'vitest';
 import { AddressPool } from '../../src/engines/dns-proxy/pool.js';
+import { dnsProxyOptions } from '../../src/engines/dns-proxy/options.js';
 import { dnsProxyTable } from '../../src/plan/nft-dns-proxy.js';
 import { toReplaceBatch, toText } from '../../src/plan/nft.js';
 
@@ -74,5 +75,18 @@ describe('kernel path nft table', () => {
     expect(rules[0]!.add.rule.expr[2]).toEqual({
       dnat: { addr: { map: { key: { numgen: { mode: 'inc', mod: 2, offset: 0 } }, data: { set: [[0, '203.0.113.10'], [1, '203.0.113.11']] } } }, port: 80 },
     });
+  });
+});
+
+describe('data path choice', () => {
+  it('is the kernel in pod placement, user space in host placement or with debug lines, and explicit wins', () => {
+    expect(dnsProxyOptions({}).dataPath).toBe('kernel');
+    expect(dnsProxyOptions({ EGRESS_PLACEMENT: 'host', EGRESS_SOURCE: '192.168.12.99/24' })).toMatchObject({ dataPath: 'userspace', bindSource: '192.168.12.99' });
+    expect(dnsProxyOptions({ EGRESS_DNS_PROXY_DEBUG: '1' }).dataPath).toBe('userspace');
+    expect(dnsProxyOptions({ EGRESS_DNS_PROXY_DEBUG: '1', EGRESS_DNS_PROXY_MODE: 'kernel' }).dataPath).toBe('kernel');
+  });
+  it('refuses the kernel path in host placement and unknown modes', () => {
+    expect(() => dnsProxyOptions({ EGRESS_PLACEMENT: 'host', EGRESS_DNS_PROXY_MODE: 'kernel' })).toThrow("EGRESS_DNS_PROXY_MODE 'kernel' needs EGRESS_PLACEMENT 'pod'");
+    expect(() => dnsProxyOptions({ EGRESS_DNS_PROXY_MODE: 'fast' })).toThrow(/EGRESS_DNS_PROXY_MODE 'fast' is invalid/);
   });
 });
