@@ -4,11 +4,13 @@
  * every limit has a default that suits a pod.
  */
 import type { Command } from 'commander';
+import { pino } from 'pino';
 import { destinationValue } from '../config/env.js';
 import { die } from '../config/errors.js';
 import { describeHttpPolicy, parseHttpProxyDestinations } from '../config/http-proxy.js';
 import { parseCidr, type Cidr } from '../config/ip.js';
 import { DEFAULT_LIMITS, startHttpProxy, type Limits } from '../engines/http-proxy/index.js';
+import { createLogger, type Logger } from '../observe/log.js';
 import { envHelp, type CliContext } from './context.js';
 
 const VARS = {
@@ -64,16 +66,28 @@ export function registerHttpProxy(program: Command, ctx: () => CliContext): void
       set('connectTimeoutMs', f.connectTimeout, '--connect-timeout');
       const port = int(f.port, '--port', 0, 65535);
 
-      const log = ctx().logger(debug ? 'debug' : 'info');
+      const log = requestLogger(program, ctx, debug ? 'debug' : 'info');
       log.info({ policy: describeHttpPolicy(policy), placement, localAddress, clients: clients?.map(cidrText), connectPorts }, 'http-proxy policy (first match wins)');
       const proxy = await startHttpProxy({ policy, logger: log, host: f.listen, port, localAddress, debug, limits, clients, connectPorts });
       log.info({ listen: f.listen, port: proxy.port }, 'http-proxy listening');
       await new Promise<void>((resolve) => {
-        const stop = () => { void proxy.close().then(resolve); };
+        const stop = () => { void proxy.close().then(() => { log.flush(); resolve(); }); };
         process.once('SIGTERM', stop);
         process.once('SIGINT', stop);
       });
     });
+}
+
+/**
+ * One line per request is the hot path's only I/O besides the sockets: a
+ * synchronous write(2) per line stalls the event loop under load, so JSON
+ * lines go through pino's asynchronous destination (lines written while a
+ * write is in flight are coalesced into the next one). Text format (humans,
+ * low volume) keeps the CLI's logger.
+ */
+function requestLogger(program: Command, ctx: () => CliContext, level: string): Logger {
+  if ((program.opts().logFormat ?? 'json') !== 'json') return ctx().logger(level);
+  return createLogger({ level, format: 'json', destination: pino.destination({ fd: 1, sync: false }) });
 }
 
 function list(v: string | undefined): string[] | undefined {
