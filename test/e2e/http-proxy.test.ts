@@ -173,6 +173,21 @@ describe('http-proxy mode', () => {
     expect(await get(`http://${A}/`, { proxy: OPEN, ns: 'pod' })).toMatchObject({ status: 403, body: 'denied: client address not allowed' });
   });
 
+  it('host placement: outbound sockets bind EGRESS_SOURCE (plain HTTP and CONNECT)', async () => {
+    // Bare metal: the proxy runs in the node's namespace, whose own address
+    // would otherwise be the source; a second LAN address plays the egress IP.
+    const egress = '192.168.12.98';
+    await lab.exec('node', ['ip', 'addr', 'add', `${egress}/24`, 'dev', 'eth0']);
+    const env = { ...process.env, EGRESS_PLACEMENT: 'host', EGRESS_SOURCE: `${egress}/24`, EGRESS_HTTP_PROXY_DESTINATION: `203.0.113.0/24\n${V6}` };
+    await lab.spawnReady('node', [process.execPath, BIN, 'http-proxy', '--listen', ADDR.node, '--port', '8082'], 'http-proxy listening', { env });
+    const hostProxy = `http://${ADDR.node}:8082`;
+    const seen = new RegExp(`^${A.replace(/\./g, '\\.')}:80 sees ${egress.replace(/\./g, '\\.')}:\\d+`);
+    expect((await get(`http://${A}/`, { proxy: hostProxy })).body).toMatch(seen);
+    expect((await get(`http://${A}/`, { proxy: hostProxy, tunnel: true })).body).toMatch(seen);
+    // No IPv6 egress source: an allowed IPv6 target is refused, not sent from the node's address.
+    expect(await get(`http://[${V6}]/`, { proxy: hostProxy })).toMatchObject({ status: 502, body: `no IPv6 egress source address for ${V6}` });
+  });
+
   it('logs one line per request with decision, rule, upstream, status, bytes', () => {
     const lines = proxy.output().split('\n').filter((l) => l.includes('"msg":"request"') || l.includes('"msg":"tunnel"')).map((l) => JSON.parse(l));
     expect(lines.find((l) => l.target === 'allowed.example:80/' && l.status === 200)).toMatchObject({

@@ -24,7 +24,8 @@ export function createUpstream(rt: Runtime): Agent {
     headersTimeout: rt.limits.idleTimeoutMs,
     bodyTimeout: rt.limits.idleTimeoutMs,
     connectTimeout: rt.limits.connectTimeoutMs,
-    connect: { localAddress: rt.localAddress, noDelay: true },
+    localAddress: rt.localAddress,
+    connect: { noDelay: true },
   });
 }
 

@@ -3,7 +3,7 @@
  * by CONNECT and plain HTTP. The address returned is the one the policy
  * allowed; callers connect to exactly it.
  */
-import type { Family } from '../../config/ip.js';
+import { ipFamily, type Family } from '../../config/ip.js';
 import { decideHost, decideName, decideNameEarly, type Decision } from './policy.js';
 import type { Runtime } from './runtime.js';
 import type { Target } from './target.js';
@@ -13,6 +13,16 @@ export type Route =
   | { readonly ok: false; readonly status: 403 | 502; readonly decision: Decision | undefined; readonly reason: string };
 
 export async function route(rt: Runtime, t: Target): Promise<Route> {
+  const r = await decide(rt, t);
+  // Host placement binds the egress source; a target of the other family
+  // would leave from the node's own address instead: refuse rather than leak.
+  if (r.ok && rt.localAddress && ipFamily(rt.localAddress) !== r.family) {
+    return { ok: false, status: 502, decision: r.decision, reason: `no IPv${r.family} egress source address for ${r.address}` };
+  }
+  return r;
+}
+
+async function decide(rt: Runtime, t: Target): Promise<Route> {
   const h = t.host;
   if (h.kind === 'ip') {
     const d = decideHost(rt.policy, h);
