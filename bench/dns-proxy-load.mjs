@@ -1,6 +1,6 @@
 // Load generator and servers for bench/dns-proxy.sh. Every loop is bounded
 // by a duration or a count. Prints one JSON line with the result.
-//   serve IP                      sink :5001, echo :5002, one-byte-and-close :5003
+//   serve IP OFFSETS              per offset o: sink :5001+o, echo :5002+o, one-byte-and-close :5003+o
 //   tput HOST PORT STREAMS SECS   bytes/s pushed through STREAMS connections
 //   cps HOST PORT CONC SECS       connections/s (connect, read 1 byte, close)
 //   lat HOST PORT COUNT           ping-pong RTTs on one connection (p50, p99, µs)
@@ -13,9 +13,14 @@ const out = (o) => process.stdout.write(JSON.stringify(o) + '\n');
 if (mode === 'serve') {
   const ip = a[0];
   const opts = { noDelay: true };
-  net.createServer(opts, (c) => { c.on('error', () => {}); c.resume(); }).listen(5001, ip);
-  net.createServer(opts, (c) => { c.on('error', () => {}); c.pipe(c); }).listen(5002, ip);
-  net.createServer(opts, (c) => { c.on('error', () => {}); c.end('x'); }).listen(5003, ip, () => out({ ready: true }));
+  const offsets = a[1].split(',').map(Number);
+  let pending = offsets.length * 3;
+  const ready = () => { if (--pending === 0) out({ ready: true }); };
+  for (const o of offsets) {
+    net.createServer(opts, (c) => { c.on('error', () => {}); c.resume(); }).listen(5001 + o, ip, ready);
+    net.createServer(opts, (c) => { c.on('error', () => {}); c.pipe(c); }).listen(5002 + o, ip, ready);
+    net.createServer(opts, (c) => { c.on('error', () => {}); c.end('x'); }).listen(5003 + o, ip, ready);
+  }
 } else if (mode === 'tput') {
   const [host, port, streams, secs] = [a[0], Number(a[1]), Number(a[2]), Number(a[3])];
   const chunk = Buffer.alloc(256 << 10, 1);
