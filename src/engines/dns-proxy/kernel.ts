@@ -20,6 +20,7 @@ export class KernelPath {
   private timer: NodeJS.Timeout | undefined;
   private last = '';
   private applying: Promise<void> = Promise.resolve();
+  private checking = false;
 
   constructor(
     private readonly forwards: readonly DnsProxyForward[],
@@ -34,7 +35,12 @@ export class KernelPath {
     writeFileSync('/proc/sys/net/ipv4/ip_forward', '1');
     await this.check();
     await this.update();
-    this.timer = setInterval(() => void this.check().then(() => this.update()), this.o.healthIntervalMs);
+    this.timer = setInterval(() => {
+      // A round of probes can outlast the interval (timeouts): never overlap them.
+      if (this.checking) return;
+      this.checking = true;
+      void this.check().then(() => this.update()).finally(() => { this.checking = false; });
+    }, this.o.healthIntervalMs);
   }
 
   async stop(): Promise<void> {
