@@ -15,6 +15,8 @@ const ZONE: Zone = {
   'one.example': { A: [C], ttl: 2 },
   // B refuses on 9000: one dead backend address.
   'dead.example': { A: [A, B], ttl: 2 },
+  // C drops SYNs to 9000 (nft in the internet namespace): a black-holed address.
+  'hole.example': { A: [A, C], ttl: 2 },
 };
 const TABLE = [
   `8001 ${A} 80`,
@@ -23,6 +25,7 @@ const TABLE = [
   '8003 one.example 80',
   '8004 dead.example 9000',
   '8005 missing.example 80',
+  '8006 hole.example 9000',
 ].join('\n');
 
 type Path = 'userspace' | 'kernel';
@@ -52,12 +55,14 @@ describe.each<Path>(['userspace', 'kernel'])('dns-proxy, %s data path', (path) =
     lab = await createLab(SERVERS);
     dns = await startDnsServer(lab, { address: ADDR.dns, zone: ZONE });
     lab.writeResolvConf('pod', ADDR.dns);
+    const drop = await lab.exec('inet', ['nft', `add table ip hole; add chain ip hole in { type filter hook input priority 0; }; add rule ip hole in ip daddr ${C} tcp dport 9000 drop`]);
+    expect(drop.code, drop.stderr).toBe(0);
     const init = await lab.setupRouter({ EGRESS_ROUTER_MODE: 'dns-proxy' });
     expect(init.code, init.stderr).toBe(0);
     proxy = await lab.spawnReady('pod', [process.execPath, BIN, '--log-format', 'json', 'dns-proxy'], 'dns-proxy ready', {
       env: lab.routerEnv({
         EGRESS_DNS_PROXY_DESTINATION: TABLE, EGRESS_DNS_PROXY_DEBUG: '1', EGRESS_DNS_PROXY_MODE: path,
-        EGRESS_DNS_PROXY_TTL_MIN: '1', EGRESS_DNS_PROXY_HEALTH_INTERVAL: '0.5',
+        EGRESS_DNS_PROXY_TTL_MIN: '1', EGRESS_DNS_PROXY_HEALTH_INTERVAL: '0.5', EGRESS_DNS_PROXY_CONNECT_TIMEOUT: '1',
       }),
     });
   });
@@ -94,6 +99,24 @@ describe.each<Path>(['userspace', 'kernel'])('dns-proxy, %s data path', (path) =
     // The kernel path learns it from health checks (every 0.5 s here).
     if (path === 'kernel') await new Promise((r) => setTimeout(r, 1500));
     for (let i = 0; i < 6; i++) expect((await banner(lab, 8004)).stdout).toMatch(sees(A, 9000));
+  });
+
+  it('gives up on a black-holed address after the connect timeout and serves the client from the other', async () => {
+    if (path === 'kernel') await new Promise((r) => setTimeout(r, 2500));
+    const times: number[] = [];
+    for (let i = 0; i < 4; i++) {
+      const t0 = Date.now();
+      expect((await banner(lab, 8006)).stdout).toMatch(sees(A, 9000));
+      times.push(Date.now() - t0);
+    }
+    // User space: the first client that drew C waited the 1 s connect timeout, then was retried on A
+    // (and C stays marked down for the next ones). Kernel: health checks removed C before.
+    if (path === 'userspace') {
+      expect(Math.max(...times)).toBeGreaterThanOrEqual(900);
+      expect(proxy.output()).toMatch(/"address":"203\.0\.113\.12".*"err":"ETIMEDOUT".*connect failed/);
+    } else {
+      expect(Math.max(...times)).toBeLessThan(900);
+    }
   });
 
   it('refuses connections on the port of a name that does not resolve, without affecting others', async () => {
