@@ -58,7 +58,10 @@ export class UserspaceListener {
   private accept(client: net.Socket): void {
     const start = Date.now();
     const tried = new Set<string>();
-    const who = `${client.remoteAddress?.replace(/^::ffff:/, '')}:${client.remotePort}`;
+    // getpeername is a syscall, and unreadable once the socket is closed: only
+    // taken up front when every connection is logged.
+    const peer = () => `${client.remoteAddress?.replace(/^::ffff:/, '')}:${client.remotePort}`;
+    const who = this.o.debug ? peer() : '';
     let chosen: string | undefined;
     let upstream: net.Socket | undefined;
     let reason: string | undefined;
@@ -85,7 +88,7 @@ export class UserspaceListener {
     const attempt = () => {
       const addr = this.l.pool.pick(tried);
       if (addr === undefined || tried.size >= MAX_TRIES) {
-        if (tried.size > 0) this.log.warn({ client: who, port: this.l.port, name: this.l.target, tried: [...tried] }, 'no address accepted the connection');
+        if (tried.size > 0) this.log.warn({ client: who || peer(), port: this.l.port, name: this.l.target, tried: [...tried] }, 'no address accepted the connection');
         return finish(tried.size ? 'all connect attempts failed' : 'no address');
       }
       tried.add(addr);
