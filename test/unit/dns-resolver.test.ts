@@ -46,6 +46,24 @@ describe('resolver and watcher against a real DNS server', () => {
     expect(await resolveName(conf, 'six.example', { port, ipv6: true })).toEqual({ addresses: ['2001:db8::6'], ttl: 9 });
   });
 
+  it('asks every nameserver: union of their answers, minimum TTL, a dead one does not matter', async () => {
+    // A second server on 127.0.0.2 knows part of the set with a shorter TTL; nothing answers on 127.0.0.3.
+    const other = await startDnsServer(null, { address: '127.0.0.2', port, zone: { 'u.example': { A: ['192.0.2.21', '192.0.2.22'], ttl: 3 } } });
+    try {
+      dns.setZone({ 'u.example': { A: ['192.0.2.20', '192.0.2.21'], ttl: 8 } });
+      const multi = { nameservers: ['127.0.0.3', '127.0.0.1', '127.0.0.2'], timeoutMs: 500, attempts: 1 };
+      expect(await resolveName(multi, 'u.example', { port })).toEqual({ addresses: ['192.0.2.20', '192.0.2.21', '192.0.2.22'], ttl: 3 });
+    } finally {
+      await other.stop();
+    }
+  });
+
+  it('fails after its attempts when no nameserver answers', async () => {
+    const t0 = Date.now();
+    await expect(resolveName({ nameservers: ['127.0.0.3'], timeoutMs: 300, attempts: 2 }, 'x.example', { port })).rejects.toThrow();
+    expect(Date.now() - t0).toBeLessThan(1500);
+  });
+
   it('falls back to TCP when the UDP answer is truncated', async () => {
     const many = Array.from({ length: 40 }, (_, i) => `198.51.100.${i + 1}`);
     dns.setZone({ 'big.example': { A: many, truncate: true } });
