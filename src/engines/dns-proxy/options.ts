@@ -21,7 +21,8 @@ export interface DnsProxyOptions {
 }
 
 export const DNS_PROXY_ENV: Record<string, string> = {
-  EGRESS_DNS_PROXY_DESTINATION: "'<port> <ip-or-name> [<remote_port>]' per line (or EGRESS_DNS_PROXY_DESTINATION_FILE)",
+  EGRESS_DNS_PROXY_DESTINATION: "'<port> <ip-or-name> [<remote_port>]' per line",
+  EGRESS_DNS_PROXY_DESTINATION_FILE: 'read the destination lines from this file instead',
   EGRESS_DNS_PROXY_MODE: "'kernel' (nft DNAT, default in pod placement), 'userspace' (default in host placement or with EGRESS_DNS_PROXY_DEBUG=1)",
   EGRESS_DNS_PROXY_DEBUG: "'1': one line per connection and per changed address set",
   EGRESS_DNS_PROXY_IPV6: "'1': use AAAA records for names without A records",
