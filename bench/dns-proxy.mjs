@@ -122,7 +122,8 @@ async function main() {
     { name: 'haproxy', host: P_IP, base: 1000, pid: hap.pid },
     { name: 'ours-userspace', host: P_IP, base: 2000, pid: user.pid },
     { name: 'ours-kernel', host: P_IP, base: 3000 },
-  ];
+  // BENCH_TARGETS=haproxy,ours-userspace: a quicker comparison while tuning (haproxy and direct are the baselines).
+  ].filter((t) => !process.env.BENCH_TARGETS || ['direct', 'haproxy', ...process.env.BENCH_TARGETS.split(',')].includes(t.name));
   // Idle memory first, on fresh processes: after the load rounds a garbage
   // collection during the measurement can make the difference negative.
   const idle = {};

@@ -121,12 +121,22 @@ export class UserspaceListener {
       client.setTimeout(this.o.idleTimeoutMs, () => finish('idle timeout'));
       up.setTimeout(this.o.idleTimeoutMs, () => finish('idle timeout'));
     }
-    // pipe() gives backpressure both ways; with allowHalfOpen, a FIN from one
-    // side becomes end() on the other and the reverse direction keeps flowing.
-    // Each socket closes itself once both its directions are done (autoDestroy),
-    // after flushing: destroying on 'end' could drop the last buffered bytes.
-    client.pipe(up);
-    up.pipe(client);
+    // Backpressure both ways; with allowHalfOpen, a FIN from one side becomes
+    // end() on the other and the reverse direction keeps flowing. Each socket
+    // closes itself once both its directions are done (autoDestroy), after
+    // flushing: destroying on 'end' could drop the last buffered bytes.
+    relay(client, up);
+    relay(up, client);
     client.resume();
   }
+}
+
+/**
+ * What stream.pipe() does for two sockets, with three listeners instead of
+ * pipe's nine: measured (bench/dns-proxy.mjs) as part of the per-connection cost.
+ */
+function relay(from: net.Socket, to: net.Socket): void {
+  from.on('data', (d: Buffer) => { if (!to.write(d)) from.pause(); });
+  to.on('drain', () => from.resume());
+  from.once('end', () => to.end());
 }
