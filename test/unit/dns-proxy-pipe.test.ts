@@ -110,6 +110,18 @@ describe('user-space piping', () => {
     expect(logs()).toContain('"end":"idle timeout"');
   });
 
+  it('a connection with traffic one way only is not idle', async () => {
+    // The remote streams to the client for 0.6 s, past a 0.3 s idle timeout, the client never writes.
+    const sp = await server((c) => {
+      const t = setInterval(() => c.write('.'), 50);
+      setTimeout(() => { clearInterval(t); c.end(); }, 600);
+    });
+    const lp = port();
+    await proxy(`${lp} 127.0.0.1 ${sp}`, { EGRESS_DNS_PROXY_IDLE_TIMEOUT: '0.3' });
+    const c = await connect(lp);
+    expect((await readAll(c)).length).toBeGreaterThanOrEqual(10);
+  });
+
   it('caps concurrent connections per listener', async () => {
     const sp = await server((c) => c.write('hi'));
     const lp = port();

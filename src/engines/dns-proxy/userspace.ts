@@ -117,9 +117,10 @@ export class UserspaceListener {
   private pipe(client: net.Socket, up: net.Socket, finish: (why: string) => void): void {
     up.on('error', (e: NodeJS.ErrnoException) => finish(`remote error: ${e.code ?? e.message}`));
     if (this.o.idleTimeoutMs > 0) {
-      // Socket timeouts are refreshed by reads and writes, so traffic either way keeps both alive.
+      // A socket's timeout is refreshed by its reads and its writes: everything
+      // relayed either way passes through the client socket, so one timer
+      // (not one per socket) sees all traffic.
       client.setTimeout(this.o.idleTimeoutMs, () => finish('idle timeout'));
-      up.setTimeout(this.o.idleTimeoutMs, () => finish('idle timeout'));
     }
     // Backpressure both ways; with allowHalfOpen, a FIN from one side becomes
     // end() on the other and the reverse direction keeps flowing. Each socket
