@@ -8,7 +8,7 @@
 import http from 'node:http';
 import net from 'node:net';
 import { cidrContains, ipFamily, type Cidr } from '../../config/ip.js';
-import { handleConnect } from './connect.js';
+import { handleConnect, TUNNEL_HWM } from './connect.js';
 import { createUpstream, handleRequest } from './forward.js';
 import { clientAddress } from './logline.js';
 import type { Runtime } from './runtime.js';
@@ -51,7 +51,7 @@ export async function listen(rt: Runtime, opts: { host: string; port: number; cl
 
   let open = 0;
   const sockets = new Set<net.Socket>();
-  const front = net.createServer({ noDelay: true, allowHalfOpen: true }, (s) => {
+  const front = net.createServer({ noDelay: true, allowHalfOpen: true, highWaterMark: TUNNEL_HWM }, (s) => {
     s.on('error', () => {});
     if (open >= L.maxConnections) return reject(s, '503 Service Unavailable', 'too many connections\n');
     if (opts.clients && !clientAllowed(opts.clients, clientAddress(s))) return reject(s, '403 Forbidden', 'denied: client address not allowed\n');
