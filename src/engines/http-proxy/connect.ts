@@ -21,6 +21,8 @@ import { clientAddress, logEnd, type RequestLog } from './logline.js';
  */
 export const TUNNEL_HWM = 256 * 1024;
 
+const READ_BUFFER = Buffer.allocUnsafe(1024 * 1024);
+
 const ESTABLISHED = Buffer.from('HTTP/1.1 200 Connection established\r\n\r\n');
 
 export async function handleConnect(rt: Runtime, req: IncomingMessage, client: Duplex, head: Buffer): Promise<void> {
@@ -45,7 +47,18 @@ export async function handleConnect(rt: Runtime, req: IncomingMessage, client: D
   if (sock.destroyed) return logEnd(rt, log, 499, 0, 0);
 
   // highWaterMark is a Duplex option net.Socket passes on; @types/node 20 omits it.
-  const up = net.connect({ host: r.address, port: t.port, family: r.family, localAddress: rt.localAddress, noDelay: true, allowHalfOpen: true, highWaterMark: TUNNEL_HWM } as net.NetConnectOpts);
+  // Downloads dominate tunnels: the upstream socket reads into one shared 1 MiB
+  // buffer (one read(2) takes all the kernel has, not 64 KiB), and each read is
+  // copied once into a chunk of exactly its size for the client write.
+  const onread = {
+    buffer: READ_BUFFER,
+    callback(n: number, b: Uint8Array): boolean {
+      return sock.write(Buffer.from(b.subarray(0, n)));
+    },
+  };
+  // highWaterMark is a Duplex option net.Socket passes on; @types/node 20 omits it.
+  const up = net.connect({ host: r.address, port: t.port, family: r.family, localAddress: rt.localAddress, noDelay: true, allowHalfOpen: true, highWaterMark: TUNNEL_HWM, onread } as net.NetConnectOpts);
+
   const timer = setTimeout(() => {
     up.destroy();
     refuse(rt, sock, log, 504, `connect to ${log.upstream} timed out\n`, 'error');
@@ -70,7 +83,10 @@ function pipeTunnel(rt: Runtime, c: net.Socket, up: net.Socket, head: Buffer, lo
   c.write(ESTABLISHED);
   if (head.length > 0) up.write(head);
   c.pipe(up);
-  up.pipe(c);
+  // up -> c is written by onread (above); its backpressure: a false return
+  // paused reading, the client's drain resumes it; the end is passed on here.
+  c.on('drain', () => up.resume());
+  up.once('end', () => c.end());
   // Idle: no bytes either way for the limit (each socket resets its own timer).
   const idle = () => { c.destroy(); up.destroy(); };
   c.setTimeout(rt.limits.idleTimeoutMs, idle);
