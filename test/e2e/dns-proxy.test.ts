@@ -9,7 +9,7 @@ import { startDnsServer, type DnsServer, type Zone } from '../lab/dns.js';
 import { BIN, ensureBuilt } from '../unit/dist.js';
 
 const [A, B, C] = ADDR.inet as unknown as [string, string, string];
-const SERVERS = { tcp: [`${A}:80`, `${B}:80`, `${C}:80`, `${A}:9000`] };
+const SERVERS = { tcp: [`${A}:80`, `${B}:80`, `${C}:80`, `${A}:9000`], echo: [`${A}:7000`, `${C}:7000`] };
 const ZONE: Zone = {
   'two.example': { A: [A, B], ttl: 2 },
   'one.example': { A: [C], ttl: 2 },
@@ -26,6 +26,7 @@ const TABLE = [
   '8004 dead.example 9000',
   '8005 missing.example 80',
   '8006 hole.example 9000',
+  '8007 one.example 7000',
 ].join('\n');
 
 type Path = 'userspace' | 'kernel';
@@ -147,12 +148,20 @@ describe.each<Path>(['userspace', 'kernel'])('dns-proxy, %s data path', (path) =
     }
   });
 
-  it('follows a changed record after its TTL', async () => {
+  it('follows a changed record after its TTL; a connection made before keeps its address', async () => {
+    // Long-lived, to an echo server: reads the banner, and 5 s later (after the change) sends a line back.
+    const script = `const s=require('net').connect(8007,'${ADDR.pod}');let o='';s.on('data',d=>{o+=d;if(o.includes('still'))s.end()});`
+      + `setTimeout(()=>s.write('still\\n'),5000);s.on('close',()=>console.log(o));s.on('error',e=>console.log(e.code))`;
+    const early = lab.exec('client', [process.execPath, '-e', script], { timeoutMs: 15_000 });
+    await new Promise((r) => setTimeout(r, 500));
     dns.setZone({ ...ZONE, 'one.example': { A: [A], ttl: 2 }, 'missing.example': { A: [B], ttl: 2 } });
     const t0 = Date.now();
     await until('one.example moved to A', async () => sees(A, 80).test((await banner(lab, 8003)).stdout), 8000);
     // TTL 2 s plus a lookup and the table replacement.
     expect(Date.now() - t0).toBeLessThan(5000);
+    const old = (await early).stdout;
+    expect(old).toMatch(sees(C, 7000));
+    expect(old, old).toContain('still');
   });
 
   it('keeps serving the last good addresses when the DNS server is down', async () => {
