@@ -122,8 +122,20 @@ idle_kb_per_conn() { # pid proxy-addr|-
     sleep 1
     awk -v a="$after" -v b="$before" -v n="$IDLE" 'BEGIN {printf "%.1f", (a-b)/n}'
 }
-bulk() { nsx "$NC" taskset -c 0 node bench/http-proxy-load.mjs bulk "$1" 10.99.1.1:9000 "$BULK" 1 | sed 's/.*"mbps":\([0-9]*\).*/\1/'; }
+bulk() { # best of 3: a single run on a shared 2-core VM swings by 2x
+    local best=0 v
+    for _ in 1 2 3; do
+        v=$(nsx "$NC" taskset -c 0 node bench/http-proxy-load.mjs bulk "$1" 10.99.1.1:9000 "$BULK" 1 | sed 's/.*"mbps":\([0-9]*\).*/\1/')
+        (( v > best )) && best=$v
+    done
+    echo "$best"
+}
 
+# Idle memory first, while both proxies are fresh: after the load runs a
+# garbage collection during the measurement would show up as a negative delta.
+sleep 1
+S_IDLE=$(idle_kb_per_conn "$SQUID_PID" 10.99.0.2:3128)
+O_IDLE=$(idle_kb_per_conn "$OURS_PID" 10.99.0.2:8080)
 echo "warm-up"; run_wrk "$CONNS" http://10.99.0.2:8080/ "$T/abs.lua" >/dev/null; run_wrk "$CONNS" http://10.99.0.2:3128/ "$T/abs.lua" >/dev/null
 read -r D_RPS D_P99 < <(run_wrk "$CONNS" http://10.99.1.1:8000/)
 read -r S_RPS S_P99 < <(run_wrk "$CONNS" http://10.99.0.2:3128/ "$T/abs.lua")
@@ -132,13 +144,11 @@ read -r _ D_L99 < <(run_wrk 1 http://10.99.1.1:8000/)
 read -r _ S_L99 < <(run_wrk 1 http://10.99.0.2:3128/ "$T/abs.lua")
 read -r _ O_L99 < <(run_wrk 1 http://10.99.0.2:8080/ "$T/abs.lua")
 D_BULK=$(bulk -); S_BULK=$(bulk 10.99.0.2:3128); O_BULK=$(bulk 10.99.0.2:8080)
-S_IDLE=$(idle_kb_per_conn "$SQUID_PID" 10.99.0.2:3128)
-O_IDLE=$(idle_kb_per_conn "$OURS_PID" 10.99.0.2:8080)
 
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b == 0) print "n/a"; else printf "%.2fx", a/b }'; }
 sub() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.3f", a-b }'; }
 {
-    echo "http-proxy benchmark ($(date -u +%FT%TZ)); wrk -t1 -c$CONNS -d${DUR}s keep-alive, plain HTTP absolute-form; CONNECT bulk $((BULK >> 20)) MiB; $IDLE idle tunnels"
+    echo "http-proxy benchmark ($(date -u +%FT%TZ)); wrk -t1 -c$CONNS -d${DUR}s keep-alive, plain HTTP absolute-form; CONNECT bulk $((BULK >> 20)) MiB (best of 3); $IDLE idle tunnels"
     echo "layout: proxies pinned to CPU 1; wrk, backends (haproxy 200, byte source/sink) and clients on CPU 0"
     printf '%-34s %12s %12s %12s %10s\n' "" direct squid egress-router "ours/squid"
     printf '%-34s %12s %12s %12s %10s\n' "keep-alive req/s (c=$CONNS)" "$D_RPS" "$S_RPS" "$O_RPS" "$(ratio "$O_RPS" "$S_RPS")"
