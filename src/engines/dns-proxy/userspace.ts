@@ -18,6 +18,10 @@ export interface Listener {
 
 // A client gets at most this many connect attempts (each on another address).
 const MAX_TRIES = 3;
+// Stream buffers: at the 16 KiB default, every 64 KiB socket read overflows
+// the writer and pauses the reader. Allocated as data arrives, so an idle
+// connection does not pay for them.
+const HWM = 256 << 10;
 
 export class UserspaceListener {
   private server: net.Server | undefined;
@@ -33,7 +37,7 @@ export class UserspaceListener {
    */
   async listen(): Promise<void> {
     if (this.server) return;
-    const server = net.createServer({ allowHalfOpen: true, pauseOnConnect: true, noDelay: true }, (c) => this.accept(c));
+    const server = net.createServer({ allowHalfOpen: true, pauseOnConnect: true, noDelay: true, highWaterMark: HWM }, (c) => this.accept(c));
     server.maxConnections = this.o.maxConnections;
     this.server = server;
     await new Promise<void>((resolve, reject) => {
@@ -93,7 +97,8 @@ export class UserspaceListener {
       }
       tried.add(addr);
       chosen = addr;
-      const up = net.connect({ host: addr, port: this.l.remotePort, allowHalfOpen: true, noDelay: true, localAddress: this.o.bindSource });
+      // highWaterMark is a Duplex option net.Socket passes on; @types/node 20 omits it.
+      const up = net.connect({ host: addr, port: this.l.remotePort, allowHalfOpen: true, noDelay: true, localAddress: this.o.bindSource, highWaterMark: HWM } as net.NetConnectOpts);
       upstream = up;
       const timer = setTimeout(() => up.destroy(Object.assign(new Error('connect timeout'), { code: 'ETIMEDOUT' })), this.o.connectTimeoutMs);
       const failed = (e: NodeJS.ErrnoException) => {
