@@ -4,6 +4,7 @@
  * address, so `!10.0.0.0/8` cannot be bypassed with `0x0a.1`, `[::ffff:a00:1]`
  * or `10.0.0.1.`. Everything else must be a valid host name.
  */
+import { isIPv4 } from 'node:net';
 import { canonicalIp, ipFamily, ipToBigInt, type Family } from '../../config/ip.js';
 import { isHostname } from '../../config/http-proxy.js';
 
@@ -24,6 +25,8 @@ export function normaliseHost(raw: string): Host | undefined {
     return ipv6Host(h.slice(1, -1));
   }
   if (h.includes(':')) return ipv6Host(h);
+  // The common case, checked natively before any regular expression.
+  if (isIPv4(h)) return { kind: 'ip', address: h, family: 4 };
   // One trailing dot is the root label: `example.com.` and `10.0.0.1.`.
   if (h.endsWith('.')) h = h.slice(0, -1);
   if (h.length === 0) return undefined;
