@@ -38,6 +38,7 @@ async function decide(rt: Runtime, t: Target): Promise<Route> {
     return { ok: false, status: 502, decision: early, reason: (e as Error).message };
   }
   const d = decideName(rt.policy, h.name, addrs);
+  if (rt.debug) rt.logger.debug({ name: h.name, addresses: addrs.map((a) => a.address), allow: d.allow, rule: d.rule?.text }, 'resolved and decided');
   if (!d.allow) return { ok: false, status: 403, decision: d, reason: 'denied' };
   const first = d.addresses[0];
   if (!first) return { ok: false, status: 502, decision: d, reason: `${h.name} has no addresses` };
