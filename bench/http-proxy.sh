@@ -30,7 +30,7 @@ cleanup() {
 }
 trap cleanup EXIT
 nsx() { local n=$1; shift; ip netns exec "$n" "$@"; }
-bg() { local n=$1; shift; ip netns exec "$n" "$@" & PIDS+=($!); }
+bg() { local n=$1; shift; ip netns exec "$n" "$@" & PIDS+=($!); disown $!; } # cleanup kills them by PID, quietly
 
 # --- topology
 for n in "$NC" "$NP" "$NS"; do ip netns add "$n"; ip -n "$n" link set lo up; done
