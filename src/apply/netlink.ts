@@ -4,7 +4,7 @@
  * created per Netlink instance, in the caller's network namespace.
  */
 import { createRtNetlink, type RtNetlinkSocket } from 'netlink';
-import { ipFamily } from '../config/ip.js';
+import { bigIntToIp, ipFamily, ipToBigInt } from '../config/ip.js';
 
 const AF = { 4: 2, 6: 10 } as const;
 const MACVLAN_MODES = { private: 1, vepa: 2, bridge: 4, passthru: 8 } as const;
@@ -142,19 +142,18 @@ function linkKind(info: Buffer): string | undefined {
   return undefined;
 }
 
+/** Address text to the kernel's network-order bytes, via config/ip.ts. */
 export function ipBuf(address: string): Buffer {
-  if (ipFamily(address) === 4) return Buffer.from(address.split('.').map(Number));
-  const b = Buffer.alloc(16);
-  const [h, t = ''] = address.includes('::') ? address.split('::') : [address];
-  const hs = h ? h.split(':') : [], ts = t ? t.split(':') : [];
-  const all = [...hs, ...Array(8 - hs.length - ts.length).fill('0'), ...ts];
-  all.forEach((x, i) => b.writeUInt16BE(parseInt(x, 16), i * 2));
+  const family = ipFamily(address) as 4 | 6;
+  const len = family === 4 ? 4 : 16;
+  const b = Buffer.alloc(len);
+  let n = ipToBigInt(address, family);
+  for (let i = len - 1; i >= 0; i--, n >>= 8n) b[i] = Number(n & 0xffn);
   return b;
 }
 
+/** Kernel bytes to canonical address text (the form config/ip.ts produces). */
 export function ipText(b: Buffer, family: 4 | 6): string {
-  if (family === 4) return [...b.subarray(0, 4)].join('.');
-  const parts: string[] = [];
-  for (let i = 0; i < 16; i += 2) parts.push(b.readUInt16BE(i).toString(16));
-  return parts.join(':').replace(/(^|:)0(:0)+(:|$)/, '::').replace(/:::+/, '::');
+  const n = [...b.subarray(0, family === 4 ? 4 : 16)].reduce((acc, x) => (acc << 8n) | BigInt(x), 0n);
+  return bigIntToIp(n, family);
 }

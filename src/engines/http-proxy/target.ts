@@ -5,7 +5,7 @@
  * or `10.0.0.1.`. Everything else must be a valid host name.
  */
 import { isIPv4 } from 'node:net';
-import { canonicalIp, ipFamily, ipToBigInt, type Family } from '../../config/ip.js';
+import { bigIntToIp, canonicalIp, ipFamily, ipToBigInt, type Family } from '../../config/ip.js';
 import { isHostname } from '../../config/http-proxy.js';
 
 export type Host =
@@ -52,10 +52,7 @@ function ipv6Host(s: string): Host | undefined {
 export function normaliseAddress(address: string, family: Family): Host & { kind: 'ip' } {
   if (family === 4) return { kind: 'ip', address, family: 4 };
   const n = ipToBigInt(address, 6);
-  if (n >> 32n === 0xffffn) {
-    const v = Number(n & 0xffffffffn);
-    return { kind: 'ip', address: `${v >>> 24}.${(v >>> 16) & 255}.${(v >>> 8) & 255}.${v & 255}`, family: 4 };
-  }
+  if (n >> 32n === 0xffffn) return { kind: 'ip', address: bigIntToIp(n & 0xffffffffn, 4), family: 4 };
   return { kind: 'ip', address: canonicalIp(address, 6), family: 6 };
 }
 
