@@ -13,6 +13,8 @@ DUR=${BENCH_SECONDS:-8}
 CONNS=${BENCH_CONNS:-50}
 BULK=${BENCH_BULK_BYTES:-2147483648}
 IDLE=${BENCH_IDLE_CONNS:-2000}
+PARTS=${BENCH_PARTS:-idle,rps,latency,bulk} # a subset speeds up tuning: BENCH_PARTS=bulk
+part() { [[ ",$PARTS," == *",$1,"* ]]; }
 P=erbh-$$
 NC=$P-c NP=$P-p NS=$P-s
 T=$(mktemp -d /tmp/erbh.XXXXXX)
@@ -134,16 +136,27 @@ bulk() { # best of 3: a single run on a shared 2-core VM swings by 2x
 # Idle memory first, while both proxies are fresh: after the load runs a
 # garbage collection during the measurement would show up as a negative delta.
 sleep 1
-S_IDLE=$(idle_kb_per_conn "$SQUID_PID" 10.99.0.2:3128)
-O_IDLE=$(idle_kb_per_conn "$OURS_PID" 10.99.0.2:8080)
-echo "warm-up"; run_wrk "$CONNS" http://10.99.0.2:8080/ "$T/abs.lua" >/dev/null; run_wrk "$CONNS" http://10.99.0.2:3128/ "$T/abs.lua" >/dev/null
-read -r D_RPS D_P99 < <(run_wrk "$CONNS" http://10.99.1.1:8000/)
-read -r S_RPS S_P99 < <(run_wrk "$CONNS" http://10.99.0.2:3128/ "$T/abs.lua")
-read -r O_RPS O_P99 < <(run_wrk "$CONNS" http://10.99.0.2:8080/ "$T/abs.lua")
-read -r _ D_L99 < <(run_wrk 1 http://10.99.1.1:8000/)
-read -r _ S_L99 < <(run_wrk 1 http://10.99.0.2:3128/ "$T/abs.lua")
-read -r _ O_L99 < <(run_wrk 1 http://10.99.0.2:8080/ "$T/abs.lua")
-D_BULK=$(bulk -); S_BULK=$(bulk 10.99.0.2:3128); O_BULK=$(bulk 10.99.0.2:8080)
+S_IDLE=0 O_IDLE=0 D_RPS=0 D_P99=0 S_RPS=0 S_P99=0 O_RPS=0 O_P99=0 D_L99=0 S_L99=0 O_L99=0 D_BULK=0 S_BULK=0 O_BULK=0
+if part idle; then
+    S_IDLE=$(idle_kb_per_conn "$SQUID_PID" 10.99.0.2:3128)
+    O_IDLE=$(idle_kb_per_conn "$OURS_PID" 10.99.0.2:8080)
+fi
+if part rps || part latency; then
+    echo "warm-up"; run_wrk "$CONNS" http://10.99.0.2:8080/ "$T/abs.lua" >/dev/null; run_wrk "$CONNS" http://10.99.0.2:3128/ "$T/abs.lua" >/dev/null
+fi
+if part rps; then
+    read -r D_RPS D_P99 < <(run_wrk "$CONNS" http://10.99.1.1:8000/)
+    read -r S_RPS S_P99 < <(run_wrk "$CONNS" http://10.99.0.2:3128/ "$T/abs.lua")
+    read -r O_RPS O_P99 < <(run_wrk "$CONNS" http://10.99.0.2:8080/ "$T/abs.lua")
+fi
+if part latency; then
+    read -r _ D_L99 < <(run_wrk 1 http://10.99.1.1:8000/)
+    read -r _ S_L99 < <(run_wrk 1 http://10.99.0.2:3128/ "$T/abs.lua")
+    read -r _ O_L99 < <(run_wrk 1 http://10.99.0.2:8080/ "$T/abs.lua")
+fi
+if part bulk; then
+    D_BULK=$(bulk -); S_BULK=$(bulk 10.99.0.2:3128); O_BULK=$(bulk 10.99.0.2:8080)
+fi
 
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b == 0) print "n/a"; else printf "%.2fx", a/b }'; }
 sub() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.3f", a-b }'; }

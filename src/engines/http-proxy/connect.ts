@@ -12,16 +12,8 @@ import { denialText } from './policy.js';
 import { route } from './route.js';
 import type { Runtime } from './runtime.js';
 import { hostText, parseAuthority } from './target.js';
+import { downloadTo, TUNNEL_HWM } from './pump.js';
 import { clientAddress, logEnd, type RequestLog } from './logline.js';
-
-/**
- * Stream buffer per direction. With node's default (16 KiB) every 64 KiB read
- * overfills the writer, so each read paused and resumed the reader (epoll_ctl
- * twice): bulk tunnels ran at less than half of squid's rate.
- */
-export const TUNNEL_HWM = 256 * 1024;
-
-const READ_BUFFER = Buffer.allocUnsafe(1024 * 1024);
 
 const ESTABLISHED = Buffer.from('HTTP/1.1 200 Connection established\r\n\r\n');
 
@@ -46,16 +38,8 @@ export async function handleConnect(rt: Runtime, req: IncomingMessage, client: D
   log.upstream = `${r.family === 6 ? `[${r.address}]` : r.address}:${t.port}`;
   if (sock.destroyed) return logEnd(rt, log, 499, 0, 0);
 
-  // highWaterMark is a Duplex option net.Socket passes on; @types/node 20 omits it.
-  // Downloads dominate tunnels: the upstream socket reads into one shared 1 MiB
-  // buffer (one read(2) takes all the kernel has, not 64 KiB), and each read is
-  // copied once into a chunk of exactly its size for the client write.
-  const onread = {
-    buffer: READ_BUFFER,
-    callback(n: number, b: Uint8Array): boolean {
-      return sock.write(Buffer.from(b.subarray(0, n)));
-    },
-  };
+  const down = downloadTo(sock);
+  const onread = down.onread;
   // highWaterMark is a Duplex option net.Socket passes on; @types/node 20 omits it.
   const up = net.connect({ host: r.address, port: t.port, family: r.family, localAddress: rt.localAddress, noDelay: true, allowHalfOpen: true, highWaterMark: TUNNEL_HWM, onread } as net.NetConnectOpts);
 
@@ -69,6 +53,7 @@ export async function handleConnect(rt: Runtime, req: IncomingMessage, client: D
   });
   // The client went away while we were connecting.
   sock.once('close', () => { if (up.connecting) { clearTimeout(timer); up.destroy(); } });
+  up.once('close', () => down.disarm());
   up.once('connect', () => {
     clearTimeout(timer);
     up.removeAllListeners('error');
@@ -83,7 +68,7 @@ function pipeTunnel(rt: Runtime, c: net.Socket, up: net.Socket, head: Buffer, lo
   c.write(ESTABLISHED);
   if (head.length > 0) up.write(head);
   c.pipe(up);
-  // up -> c is written by onread (above); its backpressure: a false return
+  // up -> c is written by the pump (pump.ts); its backpressure: a false return
   // paused reading, the client's drain resumes it; the end is passed on here.
   c.on('drain', () => up.resume());
   up.once('end', () => c.end());

@@ -8,7 +8,8 @@
 import http from 'node:http';
 import net from 'node:net';
 import { cidrContains, ipFamily, type Cidr } from '../../config/ip.js';
-import { handleConnect, TUNNEL_HWM } from './connect.js';
+import { handleConnect } from './connect.js';
+import { TUNNEL_HWM } from './pump.js';
 import { createUpstream, handleRequest } from './forward.js';
 import { clientAddress } from './logline.js';
 import type { Runtime } from './runtime.js';
