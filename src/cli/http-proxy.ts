@@ -4,13 +4,13 @@
  * every limit has a default that suits a pod.
  */
 import type { Command } from 'commander';
-import { pino } from 'pino';
 import { destinationValue } from '../config/env.js';
 import { die } from '../config/errors.js';
 import { describeHttpPolicy, parseHttpProxyDestinations } from '../config/http-proxy.js';
 import { parseCidr, type Cidr } from '../config/ip.js';
 import { DEFAULT_LIMITS, startHttpProxy, type Limits } from '../engines/http-proxy/index.js';
 import { createLogger, type Logger } from '../observe/log.js';
+import { createLineSink } from '../observe/sink.js';
 import { envHelp, type CliContext } from './context.js';
 
 const VARS = {
@@ -79,15 +79,13 @@ export function registerHttpProxy(program: Command, ctx: () => CliContext): void
 }
 
 /**
- * One line per request is the hot path's only I/O besides the sockets: a
- * synchronous write(2) per line stalls the event loop under load, so JSON
- * lines go through pino's asynchronous destination (lines written while a
- * write is in flight are coalesced into the next one). Text format (humans,
- * low volume) keeps the CLI's logger.
+ * One line per request is the hot path's only I/O besides the sockets: JSON
+ * lines are batched per event-loop turn (observe/sink.ts). Text format
+ * (humans, low volume) keeps the CLI's logger.
  */
 function requestLogger(program: Command, ctx: () => CliContext, level: string): Logger {
   if ((program.opts().logFormat ?? 'json') !== 'json') return ctx().logger(level);
-  return createLogger({ level, format: 'json', destination: pino.destination({ fd: 1, sync: false }) });
+  return createLogger({ level, format: 'json', destination: createLineSink(1) });
 }
 
 function list(v: string | undefined): string[] | undefined {

@@ -17,7 +17,38 @@ export function createLogger(opts: LogOptions = {}): Logger {
   const level = opts.level ?? 'info';
   if (opts.format === 'text') return pino({ level, base: undefined }, textStream((opts.destination as NodeJS.WritableStream) ?? process.stdout));
   // Synchronous stdout so an init container's last lines are never lost on exit.
-  return pino({ level, base: undefined }, (opts.destination as DestinationStream) ?? pino.destination({ fd: 1, sync: true }));
+  const dest = (opts.destination as DestinationStream) ?? pino.destination({ fd: 1, sync: true });
+  const logger = pino({ level, base: undefined }, dest);
+  JSON_DEST.set(logger, dest);
+  return logger;
+}
+
+/** JSON loggers and their destinations: a hot path may write its lines itself. */
+const JSON_DEST = new WeakMap<Logger, DestinationStream>();
+
+export type Fields = Record<string, string | number | undefined>;
+
+/**
+ * An info-level writer for one hot event (a request's end): the same line
+ * pino would write, `{"level":30,"time":…,<fields>,"msg":…}`, built as one
+ * string instead of through pino's generic serialiser (a tenth of the HTTP
+ * proxy's time). Undefined fields are left out, as pino does. Text loggers
+ * get pino itself.
+ */
+export function infoWriter(logger: Logger, msg: string): (fields: Fields) => void {
+  const dest = JSON_DEST.get(logger);
+  if (!dest) return (fields) => logger.info(fields, msg);
+  const tail = `,"msg":${JSON.stringify(msg)}}\n`;
+  return (fields) => {
+    if (!logger.isLevelEnabled('info')) return;
+    let s = `{"level":30,"time":${Date.now()}`;
+    for (const k in fields) {
+      const v = fields[k];
+      if (v === undefined) continue;
+      s += typeof v === 'number' ? `,"${k}":${Number.isFinite(v) ? v : null}` : `,"${k}":${JSON.stringify(v)}`;
+    }
+    dest.write(s + tail);
+  };
 }
 
 const LEVELS: Record<number, string> = { 10: 'TRACE', 20: 'DEBUG', 30: 'INFO', 40: 'WARN', 50: 'ERROR', 60: 'FATAL' };

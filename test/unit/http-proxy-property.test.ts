@@ -67,7 +67,7 @@ function runtime(text: string, dns: Record<string, string[]>): Runtime {
   return {
     policy: compilePolicy(parseHttpProxyDestinations(text)),
     resolve: async (n) => (dns[n] ?? []).map((address) => ({ address, family: 4 as const })),
-    limits: DEFAULT_LIMITS, logger: undefined as never, debug: false, localAddress: undefined, connectPorts: undefined,
+    limits: DEFAULT_LIMITS, logger: undefined as never, access: undefined as never, debug: false, localAddress: undefined, connectPorts: undefined,
   };
 }
 

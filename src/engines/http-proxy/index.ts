@@ -1,4 +1,5 @@
 /** The HTTP proxy engine: `startHttpProxy(opts)` → `{ port, close() }`. */
+import { infoWriter } from '../../observe/log.js';
 import { compilePolicy } from './policy.js';
 import { createResolver } from './resolve.js';
 import { DEFAULT_LIMITS, type HttpProxyOptions, type Runtime } from './runtime.js';
@@ -18,6 +19,7 @@ export async function startHttpProxy(opts: HttpProxyOptions): Promise<HttpProxy>
     resolve: opts.resolve ?? createResolver({ timeoutMs: 2000 }),
     limits: { ...DEFAULT_LIMITS, ...opts.limits },
     logger: opts.logger,
+    access: { request: infoWriter(opts.logger, 'request'), tunnel: infoWriter(opts.logger, 'tunnel') },
     debug: opts.debug ?? false,
     localAddress: opts.localAddress,
     connectPorts: opts.connectPorts ? new Set(opts.connectPorts) : undefined,

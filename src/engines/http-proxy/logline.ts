@@ -22,8 +22,8 @@ export function clientAddress(s: Socket): string {
 export function logEnd(rt: Runtime, l: RequestLog, status: number, bytesIn: number, bytesOut: number): void {
   if (l.status !== undefined) return; // once, whichever ending came first
   l.status = status;
-  rt.logger.info({
+  (l.method === 'CONNECT' ? rt.access.tunnel : rt.access.request)({
     client: l.client, method: l.method, target: l.target, decision: l.decision ?? 'error', rule: l.rule,
     upstream: l.upstream, status, bytesIn, bytesOut, ms: Math.round((performance.now() - l.start) * 10) / 10,
-  }, l.method === 'CONNECT' ? 'tunnel' : 'request');
+  });
 }

@@ -1,7 +1,7 @@
 /** Options of the HTTP proxy engine and the state its modules share. */
 import type { Cidr } from '../../config/ip.js';
 import type { HttpPolicy } from '../../config/http-proxy.js';
-import type { Logger } from '../../observe/log.js';
+import type { Fields, Logger } from '../../observe/log.js';
 import type { CompiledPolicy } from './policy.js';
 import type { ResolveFn } from './resolve.js';
 
@@ -55,6 +55,8 @@ export interface Runtime {
   readonly resolve: ResolveFn;
   readonly limits: Limits;
   readonly logger: Logger;
+  /** The per-request and per-tunnel lines (observe/log.ts infoWriter). */
+  readonly access: { readonly request: (f: Fields) => void; readonly tunnel: (f: Fields) => void };
   readonly debug: boolean;
   readonly localAddress: string | undefined;
   readonly connectPorts: ReadonlySet<number> | undefined;
