@@ -9,6 +9,7 @@ import net from 'node:net';
 import type { IncomingMessage } from 'node:http';
 import type { Duplex } from 'node:stream';
 import { denialText } from './policy.js';
+import type { Address } from './resolve.js';
 import { route } from './route.js';
 import type { Runtime } from './runtime.js';
 import { hostText, parseAuthority } from './target.js';
@@ -35,27 +36,45 @@ export async function handleConnect(rt: Runtime, req: IncomingMessage, client: D
   }
   log.decision = 'allow';
   log.rule = r.decision.rule?.text ?? '*';
-  log.upstream = `${r.family === 6 ? `[${r.address}]` : r.address}:${t.port}`;
   if (sock.destroyed) return logEnd(rt, log, 499, 0, 0);
+  attempt(rt, sock, log, r.addresses, 0, t.port, head);
+}
 
+/** Addresses after the first that are tried when a connect fails. */
+export const MAX_ATTEMPTS = 3;
+
+/**
+ * Connect to addresses[i]; on failure (refused, unreachable, timed out) try
+ * the next allowed address, as a browser would, up to MAX_ATTEMPTS. Each
+ * attempt gets the connect timeout. The client hears about the last failure.
+ */
+function attempt(rt: Runtime, sock: net.Socket, log: RequestLog, addrs: readonly Address[], i: number, port: number, head: Buffer): void {
+  const a = addrs[i]!;
+  log.upstream = `${a.family === 6 ? `[${a.address}]` : a.address}:${port}`;
+  const more = i + 1 < Math.min(addrs.length, MAX_ATTEMPTS);
   const down = downloadTo(sock);
-  const onread = down.onread;
   // highWaterMark is a Duplex option net.Socket passes on; @types/node 20 omits it.
-  const up = net.connect({ host: r.address, port: t.port, family: r.family, localAddress: rt.localAddress, noDelay: true, allowHalfOpen: true, highWaterMark: TUNNEL_HWM, onread } as net.NetConnectOpts);
-
-  const timer = setTimeout(() => {
-    up.destroy();
-    refuse(rt, sock, log, 504, `connect to ${log.upstream} timed out\n`, 'error');
-  }, rt.limits.connectTimeoutMs);
-  up.once('error', (e: NodeJS.ErrnoException) => {
+  const up = net.connect({ host: a.address, port, family: a.family, localAddress: rt.localAddress, noDelay: true, allowHalfOpen: true, highWaterMark: TUNNEL_HWM, onread: down.onread } as net.NetConnectOpts);
+  const onClientClose = () => { if (up.connecting) { clearTimeout(timer); up.destroy(); } };
+  let over = false;
+  const failed = (status: number, why: string) => {
+    if (over) return;
+    over = true;
     clearTimeout(timer);
-    refuse(rt, sock, log, 502, `connect to ${log.upstream} failed: ${e.code ?? e.message}\n`, 'error');
-  });
+    sock.off('close', onClientClose);
+    up.destroy();
+    if (rt.debug) rt.logger.debug({ client: log.client, target: log.target, upstream: log.upstream, error: why }, 'connect failed');
+    if (more && !sock.destroyed) return attempt(rt, sock, log, addrs, i + 1, port, head);
+    refuse(rt, sock, log, status, status === 504 ? `connect to ${log.upstream} timed out\n` : `connect to ${log.upstream} failed: ${why}\n`, 'error');
+  };
+  const timer = setTimeout(() => failed(504, 'timed out'), rt.limits.connectTimeoutMs);
+  up.once('error', (e: NodeJS.ErrnoException) => failed(502, e.code ?? e.message));
   // The client went away while we were connecting.
-  sock.once('close', () => { if (up.connecting) { clearTimeout(timer); up.destroy(); } });
+  sock.once('close', onClientClose);
   up.once('close', () => down.disarm());
   up.once('connect', () => {
     clearTimeout(timer);
+    sock.off('close', onClientClose);
     up.removeAllListeners('error');
     if (sock.destroyed) { up.destroy(); return logEnd(rt, log, 499, 0, 0); }
     pipeTunnel(rt, sock, up, head, log);

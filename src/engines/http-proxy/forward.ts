@@ -8,9 +8,11 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { Agent, type Dispatcher } from 'undici';
 import { denialText } from './policy.js';
-import { route } from './route.js';
+import { MAX_ATTEMPTS } from './connect.js';
+import type { Address } from './resolve.js';
+import { route, type Route } from './route.js';
 import type { Runtime } from './runtime.js';
-import { hostText, parseAbsoluteUrl } from './target.js';
+import { hostText, parseAbsoluteUrl, type AbsoluteUrl } from './target.js';
 import { clientAddress, logEnd, type RequestLog } from './logline.js';
 
 /** Hop-by-hop headers (RFC 9110 7.6.1), plus the proxy's own. Lower-case. */
@@ -29,74 +31,127 @@ export function createUpstream(rt: Runtime): Agent {
   });
 }
 
-export async function handleRequest(rt: Runtime, agent: Agent, req: IncomingMessage, res: ServerResponse): Promise<void> {
+export function handleRequest(rt: Runtime, agent: Agent, req: IncomingMessage, res: ServerResponse): void | Promise<void> {
   const url = req.url ?? '';
-  const log: RequestLog = { start: performance.now(), client: clientAddress(req.socket), method: req.method ?? '?', target: url };
-  let bytesIn = 0, bytesOut = 0;
-  const reply = (status: number, body: string, decision = 'error') => {
-    log.decision ??= decision;
+  const relay = new Relay(rt, agent, req, res);
+  if (url.charCodeAt(0) === 47 /* / */) return relay.reply(400, 'this is a proxy: send absolute-form requests (http://host/path) or CONNECT\n');
+  const t = parseAbsoluteUrl(url);
+  if (!t) return relay.reply(400, 'bad request target, expected http://host[:port]/path\n');
+  relay.log.target = `${hostText(t.host)}:${t.port}${t.path}`;
+  const r = route(rt, t);
+  // IP literals are decided synchronously: no promise on the common path.
+  return r instanceof Promise ? r.then((x) => relay.start(x, t)) : relay.start(r, t);
+}
+
+/**
+ * One proxied request: the undici dispatch handler and its bookkeeping, one
+ * object per request (methods on the prototype, no closures per request).
+ */
+class Relay implements Dispatcher.DispatchHandler {
+  readonly log: RequestLog;
+  private bytesIn = 0;
+  private bytesOut = 0;
+  private t: AbsoluteUrl | undefined;
+  private addresses: readonly Address[] = [];
+  private tried = 0;
+  private hasBody = false;
+  private headers: string[] = [];
+
+  constructor(private readonly rt: Runtime, private readonly agent: Agent, private readonly req: IncomingMessage, private readonly res: ServerResponse) {
+    this.log = { start: performance.now(), client: clientAddress(req.socket), method: req.method ?? '?', target: req.url ?? '' };
+  }
+
+  reply(status: number, body: string, decision = 'error'): void {
+    const res = this.res;
+    this.log.decision ??= decision;
     if (!res.headersSent) {
       res.writeHead(status, { 'content-type': 'text/plain', 'content-length': Buffer.byteLength(body), via: VIA });
       res.end(body);
     } else res.destroy();
-    logEnd(rt, log, status, bytesIn, bytesOut);
-  };
-  if (url.startsWith('/')) return reply(400, 'this is a proxy: send absolute-form requests (http://host/path) or CONNECT\n');
-  const t = parseAbsoluteUrl(url);
-  if (!t) return reply(400, 'bad request target, expected http://host[:port]/path\n');
-  log.target = `${hostText(t.host)}:${t.port}${t.path}`;
-  const r = await route(rt, t);
-  if (!r.ok) {
-    log.rule = r.decision?.rule?.text;
-    return r.status === 403 ? reply(403, denialText(r.decision!), 'deny') : reply(502, `${r.reason}\n`);
+    logEnd(this.rt, this.log, status, this.bytesIn, this.bytesOut);
   }
-  log.decision = 'allow';
-  log.rule = r.decision.rule?.text ?? '*';
-  const origin = `http://${r.family === 6 ? `[${r.address}]` : r.address}:${t.port}`;
-  log.upstream = origin.slice(7);
 
-  const headers = requestHeaders(req.rawHeaders, t.authority);
-  const hasBody = req.headers['content-length'] !== undefined ? req.headers['content-length'] !== '0' : req.headers['transfer-encoding'] !== undefined;
-  if (hasBody) req.on('data', (c: Buffer) => { bytesIn += c.length; });
+  start(r: Route, t: AbsoluteUrl): void {
+    const log = this.log;
+    if (!r.ok) {
+      log.rule = r.decision?.rule?.text;
+      return r.status === 403 ? this.reply(403, denialText(r.decision!), 'deny') : this.reply(502, `${r.reason}\n`);
+    }
+    log.decision = 'allow';
+    log.rule = r.decision.rule?.text ?? '*';
+    this.t = t;
+    this.addresses = r.addresses;
+    const h = requestHeaders(this.req.rawHeaders, t.authority);
+    this.headers = h.headers;
+    this.hasBody = h.hasBody;
+    if (h.hasBody) this.req.on('data', (c: Buffer) => { this.bytesIn += c.length; });
+    this.dispatch();
+  }
 
-  const handler: Dispatcher.DispatchHandler = {
-    onRequestStart() {},
-    onResponseStart(controller, status, h, statusMessage) {
-      if (status < 200) return; // 1xx interim responses are not relayed
-      res.writeHead(status, statusMessage, responseHeaders(h));
-      res.on('drain', () => controller.resume());
-      res.once('close', () => { if (!res.writableFinished) controller.abort(new Error('client went away')); });
-    },
-    onResponseData(controller, chunk) {
-      bytesOut += chunk.length;
-      if (!res.write(chunk)) controller.pause();
-    },
-    onResponseEnd() {
-      res.end();
-      logEnd(rt, log, res.statusCode, bytesIn, bytesOut);
-    },
-    onResponseError(_c, err) {
-      const code = (err as NodeJS.ErrnoException).code ?? '';
-      if (code === 'UND_ERR_CONNECT_TIMEOUT') return reply(504, `connect to ${log.upstream} timed out\n`);
-      if (code === 'UND_ERR_HEADERS_TIMEOUT') return reply(504, `${log.upstream} did not answer in time\n`);
-      reply(502, `${log.upstream}: ${(err as NodeJS.ErrnoException).code ?? err.message}\n`);
-    },
-  };
-  agent.dispatch({
-    origin, path: t.path, method: req.method!, headers,
-    body: hasBody ? req : null,
-    // Upstream errors are answered to the client, not retried behind its back.
-    idempotent: false, blocking: false, upgrade: null,
-  }, handler);
+  private dispatch(): void {
+    const a = this.addresses[this.tried]!;
+    const origin = `http://${a.family === 6 ? `[${a.address}]` : a.address}:${this.t!.port}`;
+    this.log.upstream = origin.slice(7);
+    this.agent.dispatch({
+      origin, path: this.t!.path, method: this.req.method!, headers: this.headers,
+      body: this.hasBody ? this.req : null,
+      // Upstream errors are answered to the client (or retried here on the
+      // next address when nothing was sent), never retried by undici.
+      idempotent: false, blocking: false, upgrade: null,
+    }, this);
+  }
+
+  onRequestStart(): void {}
+
+  onResponseStart(controller: Dispatcher.DispatchController, status: number, h: Record<string, string | string[] | undefined>, statusMessage?: string): void {
+    if (status < 200) return; // 1xx interim responses are not relayed
+    const res = this.res;
+    res.writeHead(status, statusMessage, responseHeaders(h));
+    res.once('close', () => { if (!res.writableFinished) controller.abort(new Error('client went away')); });
+  }
+
+  onResponseData(controller: Dispatcher.DispatchController, chunk: Buffer): void {
+    this.bytesOut += chunk.length;
+    if (!this.res.write(chunk)) {
+      controller.pause();
+      this.res.once('drain', () => controller.resume());
+    }
+  }
+
+  onResponseEnd(): void {
+    this.res.end();
+    logEnd(this.rt, this.log, this.res.statusCode, this.bytesIn, this.bytesOut);
+  }
+
+  onResponseError(_c: Dispatcher.DispatchController, err: Error): void {
+    const code = (err as NodeJS.ErrnoException).code ?? '';
+    // A connect failure sent nothing: a request without a body can go to the
+    // next allowed address, as CONNECT does.
+    if (CONNECT_FAILURES.has(code) && !this.hasBody && !this.res.headersSent && this.tried + 1 < Math.min(this.addresses.length, MAX_ATTEMPTS)) {
+      if (this.rt.debug) this.rt.logger.debug({ client: this.log.client, target: this.log.target, upstream: this.log.upstream, error: code }, 'connect failed');
+      this.tried++;
+      return this.dispatch();
+    }
+    const up = this.log.upstream;
+    if (code === 'UND_ERR_CONNECT_TIMEOUT') return this.reply(504, `connect to ${up} timed out\n`);
+    if (code === 'UND_ERR_HEADERS_TIMEOUT') return this.reply(504, `${up} did not answer in time\n`);
+    this.reply(502, `${up}: ${code || err.message}\n`);
+  }
 }
 
-/** Client headers minus hop-by-hop ones (and those the Connection header names), plus Via. */
-function requestHeaders(raw: string[], authority: string): string[] {
+const CONNECT_FAILURES = new Set(['ECONNREFUSED', 'EHOSTUNREACH', 'ENETUNREACH', 'UND_ERR_CONNECT_TIMEOUT']);
+
+/** Client headers minus hop-by-hop ones (and those the Connection header names), plus Via; and whether a body follows. */
+function requestHeaders(raw: string[], authority: string): { headers: string[]; hasBody: boolean } {
   let named: string[] | undefined;
   let hasHost = false, via: string | undefined;
+  let hasBody = false;
   for (let i = 0; i < raw.length; i += 2) {
     const k = raw[i]!.toLowerCase();
     if (k === 'connection') named = raw[i + 1]!.toLowerCase().split(',').map((s) => s.trim());
+    // llhttp already refused a request with both or with a bad length.
+    else if (k === 'content-length') hasBody = raw[i + 1]!.trim() !== '0';
+    else if (k === 'transfer-encoding') hasBody = true;
   }
   const out: string[] = [];
   for (let i = 0; i < raw.length; i += 2) {
@@ -108,7 +163,7 @@ function requestHeaders(raw: string[], authority: string): string[] {
   }
   if (!hasHost) out.push('host', authority);
   out.push('via', via ? `${via}, ${VIA}` : VIA);
-  return out;
+  return { headers: out, hasBody };
 }
 
 function responseHeaders(h: Record<string, string | string[] | undefined>): Record<string, string | string[]> {

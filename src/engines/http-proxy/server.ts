@@ -36,7 +36,10 @@ export async function listen(rt: Runtime, opts: { host: string; port: number; cl
   });
   server.timeout = L.idleTimeoutMs;
   server.on('request', (req, res) => {
-    handleRequest(rt, agent, req, res).catch((e) => fail(rt, res, e));
+    try {
+      const p = handleRequest(rt, agent, req, res);
+      if (p) p.catch((e: unknown) => fail(rt, res, e));
+    } catch (e) { fail(rt, res, e); }
   });
   server.on('connect', (req, socket, head) => {
     handleConnect(rt, req, socket, head).catch((e) => { rt.logger.error({ err: e }, 'CONNECT failed'); socket.destroy(); });
