@@ -72,6 +72,17 @@ export function canonicalIp(address: string, family: Family): string {
   return bigIntToIp(ipToBigInt(address, family), family);
 }
 
+/**
+ * An address as the host it reaches: IPv4-mapped IPv6 (::ffff:a.b.c.d) is
+ * that IPv4 address, so policies and allow-lists judge it as one.
+ */
+export function unmapIp(address: string, family: Family): { address: string; family: Family } {
+  if (family === 4) return { address, family: 4 };
+  const n = ipToBigInt(address, 6);
+  if (n >> 32n === 0xffffn) return { address: bigIntToIp(n & 0xffffffffn, 4), family: 4 };
+  return { address: canonicalIp(address, 6), family: 6 };
+}
+
 function expandIPv6(address: string): number[] {
   let a = address;
   // An embedded dotted quad (::ffff:1.2.3.4) becomes two hextets.

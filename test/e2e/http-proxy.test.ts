@@ -12,6 +12,7 @@ import { BIN, ensureBuilt } from '../unit/dist.js';
 
 const [A, B, C] = ADDR.inet as unknown as [string, string, string];
 const V6 = ADDR6.inet[0];
+const REFUSING = '203.0.113.13';
 const CLIENT = join(ROOT, 'test/lab/proxy-client.mjs');
 const POLICY = [
   `!${C}`, // 1: a CIDR deny first, so names are judged on their addresses too
@@ -30,6 +31,8 @@ const ZONE = {
   'mixed.corp.example': { A: [B, C] },
   'other.example': { A: [ADDR.fallback] },
   'cidr.example': { A: [B] },
+  // The first address refuses (assigned, no server), the second serves.
+  'retry.corp.example': { A: [REFUSING, B] },
 };
 const PROXY = `http://${ADDR.pod}:8080`;
 const OPEN = `http://${ADDR.pod}:8081`;
@@ -60,6 +63,7 @@ describe('http-proxy mode', () => {
     await ensureBuilt();
     lab = await createLab({ ipv6: true, http: [`${A}:80`, `${B}:80`, `${C}:80`, `${ADDR.fallback}:80`, `[${V6}]:80`], echo: [`${A}:7000`] });
     dns = await startDnsServer(lab, { address: ADDR.dns, zone: ZONE });
+    await lab.addInetAddress(REFUSING);
     lab.writeResolvConf('pod', ADDR.dns);
     const init = await lab.setupRouter({ EGRESS_ROUTER_MODE: 'http-proxy' });
     expect(init.code, init.stderr).toBe(0);
@@ -138,6 +142,17 @@ describe('http-proxy mode', () => {
     expect((await get(`http://${A}:9999/`)).status).toBe(504);
     expect(Date.now() - t0).toBeLessThan(4000);
     expect(await connectStatus(`http://${A}:9999/`)).toBe('504');
+  });
+
+  it('a refused connect moves on to the next allowed address (plain GET and CONNECT)', async () => {
+    for (const tunnel of [false, true]) {
+      const r = await get('http://retry.corp.example/', { tunnel });
+      expect(r.status).toBe(200);
+      expect(r.body).toMatch(sees(B));
+    }
+    // The log names the address that answered.
+    const lines = proxy.output().split('\n').filter((l) => l.includes('retry.corp.example')).map((l) => JSON.parse(l));
+    expect(lines.map((l) => l.upstream)).toEqual([`${B}:80`, `${B}:80`]);
   });
 
   it('origin-form requests to the proxy itself get 400', async () => {

@@ -9,7 +9,7 @@ import net from 'node:net';
 import type { IncomingMessage } from 'node:http';
 import type { Duplex } from 'node:stream';
 import { denialText } from './policy.js';
-import type { Address } from './resolve.js';
+import type { Address } from '../../dns/lookup.js';
 import { route } from './route.js';
 import type { Runtime } from './runtime.js';
 import { hostText, parseAuthority } from './target.js';

@@ -9,7 +9,7 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import { Agent, type Dispatcher } from 'undici';
 import { denialText } from './policy.js';
 import { MAX_ATTEMPTS } from './connect.js';
-import type { Address } from './resolve.js';
+import type { Address } from '../../dns/lookup.js';
 import { route, type Route } from './route.js';
 import type { Runtime } from './runtime.js';
 import { hostText, parseAbsoluteUrl, type AbsoluteUrl } from './target.js';

@@ -1,7 +1,7 @@
 /** The HTTP proxy engine: `startHttpProxy(opts)` → `{ port, close() }`. */
 import { infoWriter } from '../../observe/log.js';
 import { compilePolicy } from './policy.js';
-import { createResolver } from './resolve.js';
+import { createResolver } from '../../dns/lookup.js';
 import { DEFAULT_LIMITS, type HttpProxyOptions, type Runtime } from './runtime.js';
 import { listen } from './server.js';
 

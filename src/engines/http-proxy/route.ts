@@ -6,7 +6,7 @@
  */
 import { ipFamily, type Family } from '../../config/ip.js';
 import { decideHost, decideName, decideNameEarly, type Decision } from './policy.js';
-import type { Address } from './resolve.js';
+import type { Address } from '../../dns/lookup.js';
 import type { Runtime } from './runtime.js';
 import type { Target } from './target.js';
 

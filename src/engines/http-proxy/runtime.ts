@@ -3,7 +3,7 @@ import type { Cidr } from '../../config/ip.js';
 import type { HttpPolicy } from '../../config/http-proxy.js';
 import type { Fields, Logger } from '../../observe/log.js';
 import type { CompiledPolicy } from './policy.js';
-import type { ResolveFn } from './resolve.js';
+import type { ResolveFn } from '../../dns/lookup.js';
 
 export interface HttpProxyOptions {
   readonly policy: HttpPolicy;

@@ -5,7 +5,7 @@
  * or `10.0.0.1.`. Everything else must be a valid host name.
  */
 import { isIPv4 } from 'node:net';
-import { bigIntToIp, canonicalIp, ipFamily, ipToBigInt, type Family } from '../../config/ip.js';
+import { ipFamily, unmapIp, type Family } from '../../config/ip.js';
 import { isHostname } from '../../config/http-proxy.js';
 
 export type Host =
@@ -50,10 +50,7 @@ function ipv6Host(s: string): Host | undefined {
 
 /** Canonical form of a resolved or literal address; IPv4-mapped IPv6 becomes IPv4. */
 export function normaliseAddress(address: string, family: Family): Host & { kind: 'ip' } {
-  if (family === 4) return { kind: 'ip', address, family: 4 };
-  const n = ipToBigInt(address, 6);
-  if (n >> 32n === 0xffffn) return { kind: 'ip', address: bigIntToIp(n & 0xffffffffn, 4), family: 4 };
-  return { kind: 'ip', address: canonicalIp(address, 6), family: 6 };
+  return { kind: 'ip', ...unmapIp(address, family) };
 }
 
 /** inet_aton: 1 to 4 parts, each decimal, octal (leading 0) or hex (0x); the last fills the rest. */

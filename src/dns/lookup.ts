@@ -1,12 +1,17 @@
 /**
- * Name resolution, once per request: the answer the policy decides on is the
- * answer we connect to (the caller passes the chosen address on; nothing
- * downstream resolves again). Answers are cached for their DNS TTL, as squid's
- * ipcache does, so a busy origin costs one query per TTL and not one per request.
+ * Name lookup for the HTTP proxy: what a client in the pod would get. A and
+ * AAAA from the resolv.conf nameservers (both: the policy judges every
+ * address a name has), then getaddrinfo for names DNS does not know (/etc/hosts,
+ * search domains of short service names). The resolver in resolver.ts is the
+ * DNS proxy's: A-first with the OpenShift image's union-of-servers semantics.
+ *
+ * Resolution happens once per request: the answer the policy decides on is the
+ * answer the proxy connects to. Answers are cached for their DNS TTL, as
+ * squid's ipcache does, so a busy origin costs one query per TTL, not one per
+ * request.
  */
 import { Resolver, lookup } from 'node:dns/promises';
-import type { Family } from '../../config/ip.js';
-import { normaliseAddress } from './target.js';
+import { unmapIp, type Family } from '../config/ip.js';
 
 export interface Address { readonly address: string; readonly family: Family }
 
@@ -29,12 +34,12 @@ export function createResolver(opts: { timeoutMs?: number } = {}): ResolveFn {
     let ttl = MAX_TTL_MS / 1000;
     if (a.status === 'fulfilled') for (const r of a.value) { list.push({ address: r.address, family: 4 }); ttl = Math.min(ttl, r.ttl); }
     // AAAA may carry IPv4-mapped addresses: judge them as the IPv4 they reach.
-    if (aaaa.status === 'fulfilled') for (const r of aaaa.value) { const n = normaliseAddress(r.address, 6); list.push({ address: n.address, family: n.family }); ttl = Math.min(ttl, r.ttl); }
+    if (aaaa.status === 'fulfilled') for (const r of aaaa.value) { const n = unmapIp(r.address, 6); list.push({ address: n.address, family: n.family }); ttl = Math.min(ttl, r.ttl); }
     if (list.length > 0) return { list, ttl };
     // Not in DNS: names from /etc/hosts (getaddrinfo), as every client would see them.
     try {
       const r = await lookup(name, { all: true, verbatim: true });
-      return { list: r.map((x) => (x.family === 6 ? normaliseAddress(x.address, 6) : { address: x.address, family: 4 as const })), ttl: MAX_TTL_MS / 1000 };
+      return { list: r.map((x) => unmapIp(x.address, x.family === 6 ? 6 : 4)), ttl: MAX_TTL_MS / 1000 };
     } catch {
       const err = a.status === 'rejected' ? (a.reason as NodeJS.ErrnoException) : undefined;
       throw Object.assign(new Error(`${name} does not resolve${err?.code ? ` (${err.code})` : ''}`), { code: 'ENOTFOUND' });
