@@ -110,24 +110,12 @@ describe('http-proxy limits and bulk transfers', () => {
   });
 
   /*
-   * Plain-HTTP uploads. Known engine bugs (not fixed here; the tests are marked
-   * it.fails and will start "failing" once the engine is fixed: drop .fails then).
-   *
-   * BUG upload-body-lost (src/engines/http-proxy/forward.ts): the bytesIn
-   * counter `req.on('data', ...)` puts the client request stream into flowing
-   * mode before undici starts reading it as the upstream body, so every chunk
-   * emitted before the upstream connection takes the body is consumed by the
-   * counter alone and never sent. Seen: a 20 MiB POST with Content-Length gets
-   * 502 "UND_ERR_REQ_CONTENT_LENGTH_MISMATCH"; a chunked one reaches the server
-   * silently truncated (hundreds of KiB missing) with a 200; a small body
-   * (100 KB) arrives as Content-Length: 0 and empty, with a 200. The log line
-   * still reports the full bytesIn.
-   *
-   * BUG expect-100-continue (forward.ts): the client's "Expect: 100-continue"
-   * header is forwarded to undici, which refuses it (NotSupportedError), so
-   * every upload curl sends by default above 1 MiB (and every chunked one)
-   * gets 502 "UND_ERR_NOT_SUPPORTED". node:http has already answered 100
-   * Continue to the client; the header should be dropped (or handled) upstream.
+   * Plain-HTTP uploads. Regressions these caught:
+   * - the body counter once started the request stream flowing before undici
+   *   read it: a 20 MiB POST got 502 (content-length mismatch), a chunked one
+   *   arrived truncated with a 200, a 100 KB one arrived empty;
+   * - "Expect: 100-continue" (curl's default above 1 MiB and for chunked
+   *   bodies) was forwarded, and undici refuses it: 502.
    */
   describe('uploads', () => {
     const n = 20 * MiB;
@@ -149,33 +137,33 @@ describe('http-proxy limits and bulk transfers', () => {
       return { status: Number(lines.pop()), body: lines.join('\n'), stderr: r.stderr };
     }
 
-    it.fails('BUG upload-body-lost: 100 KB POST with Content-Length reaches the server intact', async () => {
+    it('100 KB POST with Content-Length reaches the server intact', async () => {
       const r = await post('/up/small', ['-H', 'Expect:'], small);
       expect(r, r.stderr).toMatchObject({ status: 200, body: `100000 ${smallSha}\n` });
       expect(await line(server, (l) => l.post === '/up/small')).toMatchObject({ bytes: 100_000, sha: smallSha, cl: '100000' });
     });
 
-    it.fails('BUG upload-body-lost: 20 MiB POST with Content-Length (no Expect): the server receives every byte; log bytesIn', async () => {
+    it('20 MiB POST with Content-Length (no Expect): the server receives every byte; log bytesIn', async () => {
       const r = await post('/up/length', ['-H', 'Expect:']);
       expect(r, r.stderr).toMatchObject({ status: 200, body: `${n} ${sha}\n` });
       expect(await line(server, (l) => l.post === '/up/length')).toMatchObject({ bytes: n, sha, cl: String(n), te: null });
       expect(await proxyLine('POST', `${UPLOAD}/up/length`)).toMatchObject({ status: 200, bytesIn: n, bytesOut: `${n} ${sha}\n`.length });
     });
 
-    it.fails('BUG upload-body-lost: 20 MiB chunked POST (Transfer-Encoding: chunked, no Expect) relayed intact', async () => {
+    it('20 MiB chunked POST (Transfer-Encoding: chunked, no Expect) relayed intact', async () => {
       const r = await post('/up/chunked', ['-H', 'Transfer-Encoding: chunked', '-H', 'Expect:']);
       expect(r, r.stderr).toMatchObject({ status: 200, body: `${n} ${sha}\n` });
       expect(await line(server, (l) => l.post === '/up/chunked')).toMatchObject({ bytes: n, sha, cl: null, te: 'chunked' });
       expect(await proxyLine('POST', `${UPLOAD}/up/chunked`)).toMatchObject({ status: 200, bytesIn: n });
     });
 
-    it.fails('BUG expect-100-continue: 20 MiB POST as curl sends it by default (Expect: 100-continue above 1 MiB)', async () => {
+    it('20 MiB POST as curl sends it by default (Expect: 100-continue above 1 MiB)', async () => {
       const r = await post('/up/expect', []);
       expect(r, r.stderr).toMatchObject({ status: 200, body: `${n} ${sha}\n` });
       expect(await line(server, (l) => l.post === '/up/expect')).toMatchObject({ bytes: n, sha });
     });
 
-    it.fails('BUG expect-100-continue: chunked POST as curl sends it by default (Expect: 100-continue)', async () => {
+    it('chunked POST as curl sends it by default (Expect: 100-continue)', async () => {
       const r = await post('/up/expect-chunked', ['-H', 'Transfer-Encoding: chunked']);
       expect(r, r.stderr).toMatchObject({ status: 200, body: `${n} ${sha}\n` });
       expect(await line(server, (l) => l.post === '/up/expect-chunked')).toMatchObject({ bytes: n, sha, te: 'chunked' });
@@ -197,13 +185,10 @@ describe('http-proxy limits and bulk transfers', () => {
     expect(log).toMatchObject({ status: 200, upstream: TCP, bytesOut: n + (r.report as string).length });
   });
 
-  // BUG connect-bytesin-head (src/engines/http-proxy/connect.ts pipeTunnel):
-  // bytesIn is the client socket's bytesRead, which includes the CONNECT
-  // request head itself ("CONNECT host:port HTTP/1.1\r\nHost: ...\r\n\r\n",
-  // 63 bytes here), while bytesOut leaves out the proxy's "200 Connection
-  // established"; plain requests count body bytes only.
+  // bytesIn once included the CONNECT request itself (the client socket's
+  // bytesRead); it is the tunnel payload, as bytesOut is.
   // Reads the log line of the tunnel above.
-  it.fails('BUG connect-bytesin-head: CONNECT log bytesIn is the tunnel payload from the client', async () => {
+  it('CONNECT log bytesIn is the tunnel payload from the client', async () => {
     const n = 20 * MiB;
     const log = await proxyLine('CONNECT', TCP);
     // The "<n>\n" request line and the upload.

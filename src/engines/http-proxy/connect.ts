@@ -99,8 +99,11 @@ function pipeTunnel(rt: Runtime, c: net.Socket, up: net.Socket, head: Buffer, lo
   c.on('error', () => up.destroy());
   up.on('error', () => c.destroy());
   let closed = 0;
+  // Tunnel payload only: the client socket had already read the CONNECT
+  // request; what followed it (`head`, and anything buffered since) is payload.
+  const readBefore = c.bytesRead - head.length - c.readableLength;
   // When one side is closed, the other finishes writing what it has, then closes.
-  const done = () => { if (++closed === 2) logEnd(rt, log, 200, c.bytesRead, c.bytesWritten - ESTABLISHED.length); };
+  const done = () => { if (++closed === 2) logEnd(rt, log, 200, c.bytesRead - readBefore, c.bytesWritten - ESTABLISHED.length); };
   c.once('close', () => { up.destroySoon(); done(); });
   up.once('close', () => { c.destroySoon(); done(); });
 }

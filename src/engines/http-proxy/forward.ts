@@ -6,6 +6,7 @@
  * kept. Bodies stream both ways with backpressure (pause/resume).
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { Readable } from 'node:stream';
 import { Agent, type Dispatcher } from 'undici';
 import { denialText } from './policy.js';
 import { MAX_ATTEMPTS } from './connect.js';
@@ -17,6 +18,11 @@ import { clientAddress, logEnd, type RequestLog } from './logline.js';
 
 /** Hop-by-hop headers (RFC 9110 7.6.1), plus the proxy's own. Lower-case. */
 const HOP = new Set(['connection', 'keep-alive', 'proxy-connection', 'proxy-authorization', 'proxy-authenticate', 'te', 'trailer', 'transfer-encoding', 'upgrade']);
+/**
+ * Not forwarded either: `expect: 100-continue` was answered to the client by
+ * node:http already (the body is on its way), and undici refuses the header.
+ */
+const REQUEST_ONLY = new Set(['expect']);
 const VIA = '1.1 egress-router';
 
 export function createUpstream(rt: Runtime): Agent {
@@ -84,7 +90,6 @@ class Relay implements Dispatcher.DispatchHandler {
     const h = requestHeaders(this.req.rawHeaders, t.authority);
     this.headers = h.headers;
     this.hasBody = h.hasBody;
-    if (h.hasBody) this.req.on('data', (c: Buffer) => { this.bytesIn += c.length; });
     this.dispatch();
   }
 
@@ -94,11 +99,24 @@ class Relay implements Dispatcher.DispatchHandler {
     this.log.upstream = origin.slice(7);
     this.agent.dispatch({
       origin, path: this.t!.path, method: this.req.method!, headers: this.headers,
-      body: this.hasBody ? this.req : null,
+      // undici takes async iterables as bodies (writeIterable); its types omit them.
+      body: this.hasBody ? (this.countedBody() as unknown as Readable) : null,
       // Upstream errors are answered to the client (or retried here on the
       // next address when nothing was sent), never retried by undici.
       idempotent: false, blocking: false, upgrade: null,
     }, this);
+  }
+
+  /**
+   * The request body as undici reads it, counted on the way. A 'data'
+   * listener would count too, but it starts the body flowing before undici
+   * is connected and reading: whatever arrived meanwhile was lost.
+   */
+  private async *countedBody(): AsyncGenerator<Buffer> {
+    for await (const chunk of this.req as AsyncIterable<Buffer>) {
+      this.bytesIn += chunk.length;
+      yield chunk;
+    }
   }
 
   onRequestStart(): void {}
@@ -156,7 +174,7 @@ function requestHeaders(raw: string[], authority: string): { headers: string[]; 
   const out: string[] = [];
   for (let i = 0; i < raw.length; i += 2) {
     const k = raw[i]!, lk = k.toLowerCase();
-    if (HOP.has(lk) || (named && named.includes(lk))) continue;
+    if (HOP.has(lk) || REQUEST_ONLY.has(lk) || (named && named.includes(lk))) continue;
     if (lk === 'via') { via = via ? `${via}, ${raw[i + 1]}` : raw[i + 1]; continue; }
     if (lk === 'host') hasHost = true;
     out.push(k, raw[i + 1]!);
