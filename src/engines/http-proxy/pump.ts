@@ -37,6 +37,11 @@ function release(chunk: Buffer): void {
   if (free.length < MAX_FREE) free.push(chunk);
 }
 
+/** For tests and metrics: chunks waiting as read buffers, and chunks on the free list. */
+export function pumpStats(): { armed: number; free: number; maxArmed: number } {
+  return { armed, free: free.length, maxArmed: MAX_ARMED };
+}
+
 /** Options for net.connect: reads from the upstream socket are written to `client`. */
 export function downloadTo(client: net.Socket): { onread: object; disarm(): void } {
   let next: Buffer = SHARED;
