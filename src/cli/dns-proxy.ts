@@ -6,7 +6,6 @@ import type { Command } from 'commander';
 import { parseDnsProxyDestinations } from '../config/dns-proxy.js';
 import { destinationValue } from '../config/env.js';
 import { dnsProxyOptions, DNS_PROXY_ENV } from '../engines/dns-proxy/options.js';
-import { startDnsProxy } from '../engines/dns-proxy/index.js';
 import { envHelp, type CliContext } from './context.js';
 
 export function registerDnsProxy(program: Command, ctx: () => CliContext): void {
@@ -25,6 +24,7 @@ export function registerDnsProxy(program: Command, ctx: () => CliContext): void 
       const forwards = parseDnsProxyDestinations(destinationValue(env, 'EGRESS_DNS_PROXY_DESTINATION'));
       const options = dnsProxyOptions(env);
       const log = c.logger(options.debug ? 'debug' : 'warn');
+      const { startDnsProxy } = await import('../engines/dns-proxy/index.js');
       const proxy = await startDnsProxy({ forwards, options, log });
       await new Promise<void>((resolve) => {
         const stop = () => { void proxy.stop().finally(resolve); };

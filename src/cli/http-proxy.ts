@@ -8,7 +8,7 @@ import { destinationValue } from '../config/env.js';
 import { die } from '../config/errors.js';
 import { describeHttpPolicy, parseHttpProxyDestinations } from '../config/http-proxy.js';
 import { parseCidr, type Cidr } from '../config/ip.js';
-import { DEFAULT_LIMITS, startHttpProxy, type Limits } from '../engines/http-proxy/index.js';
+import { DEFAULT_LIMITS, type Limits } from '../engines/http-proxy/runtime.js';
 import { createLogger, type Logger } from '../observe/log.js';
 import { createLineSink } from '../observe/sink.js';
 import { envHelp, type CliContext } from './context.js';
@@ -68,6 +68,7 @@ export function registerHttpProxy(program: Command, ctx: () => CliContext): void
 
       const log = requestLogger(program, ctx, debug ? 'debug' : 'info');
       log.info({ policy: describeHttpPolicy(policy), placement, localAddress, clients: clients?.map(cidrText), connectPorts }, 'http-proxy policy (first match wins)');
+      const { startHttpProxy } = await import('../engines/http-proxy/index.js');
       const proxy = await startHttpProxy({ policy, logger: log, host: f.listen, port, localAddress, debug, limits, clients, connectPorts });
       log.info({ listen: f.listen, port: proxy.port }, 'http-proxy listening');
       await new Promise<void>((resolve) => {

@@ -14,9 +14,6 @@ import { OPTION_VARS, parseOptions } from '../plan/options.js';
 import { describeOp, networkPlan } from '../plan/network.js';
 import { redirectTable } from '../plan/redirect.js';
 import { ruleCount, toReplaceBatch, toText } from '../plan/nft.js';
-import { applyNetwork } from '../apply/network.js';
-import { applyRedirect, checkHostIpv6Forwarding, needsForwardGuard } from '../engines/redirect/index.js';
-import { watchDestinationFile } from '../engines/redirect/watch.js';
 import { envHelp, type CliContext } from './context.js';
 
 export const ROUTER_VARS: Record<string, string> = {
@@ -59,6 +56,10 @@ export function registerRouter(program: Command, ctx: () => CliContext): void {
       const cfg = routerConfig(c.env, mode);
       const log = c.logger(c.env.EGRESS_ROUTER_DEBUG ? 'debug' : 'info');
       log.info({ mode, placement: cfg.options.placement, source: cfg.source.address, gateway: cfg.gateway }, 'egress-router starting');
+      // The apply layer (netlink, nft) loads only for commands that apply.
+      const [{ applyNetwork }, { applyRedirect, checkHostIpv6Forwarding, needsForwardGuard }, { watchDestinationFile }] = await Promise.all([
+        import('../apply/network.js'), import('../engines/redirect/index.js'), import('../engines/redirect/watch.js'),
+      ]);
       if (cfg.redirect) await checkHostIpv6Forwarding(cfg.redirect, cfg.options);
       const guard = cfg.redirect ? await needsForwardGuard(cfg.redirect, cfg.options) : false;
       const ops = networkPlan({ source: cfg.source, gateway: cfg.gateway, mode, options: cfg.options });
