@@ -6,6 +6,8 @@ set -o errexit -o nounset -o pipefail
 
 want=(nft:nftables ip:iproute2 curl:curl socat:socat conntrack:conntrack sysctl:procps nsenter:util-linux)
 want+=(arping:iputils-arping)
+# Real clients of the HTTP proxy's end-to-end tests (test/e2e/http-proxy-clients.test.ts).
+want+=(openssl:openssl git:git wget:wget python3:python3 pip:python3-pip)
 if [[ "${1:-test}" == bench ]]; then
     want+=(haproxy:haproxy squid:squid wrk:wrk)
 fi
@@ -16,6 +18,9 @@ for pair in "${want[@]}"; do
     # iputils' arping is the one the OpenShift image uses (-U -I); Habets' differs.
     if [[ $cmd == arping ]]; then
         arping -V 2>&1 | grep -q iputils || missing+=("$pkg")
+    # The tests run pip as a module of the python3 on PATH.
+    elif [[ $cmd == pip ]]; then
+        python3 -m pip --version >/dev/null 2>&1 || missing+=("$pkg")
     elif ! command -v "$cmd" >/dev/null 2>&1; then
         missing+=("$pkg")
     fi
