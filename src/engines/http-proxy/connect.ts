@@ -6,26 +6,21 @@
  * protocols such as "send request, shut down writing, read reply" need.
  */
 import net from 'node:net';
-import type { IncomingMessage } from 'node:http';
-import type { Duplex } from 'node:stream';
 import { denialText } from './policy.js';
 import type { Address } from '../../dns/lookup.js';
 import { route } from './route.js';
 import type { Runtime } from './runtime.js';
 import { hostText, parseAuthority } from './target.js';
 import { downloadTo, TUNNEL_HWM } from './pump.js';
-import { clientAddress, logEnd, type RequestLog } from './logline.js';
+import { logEnd, type RequestLog } from './logline.js';
 
 const ESTABLISHED = Buffer.from('HTTP/1.1 200 Connection established\r\n\r\n');
 
-export async function handleConnect(rt: Runtime, req: IncomingMessage, client: Duplex, head: Buffer): Promise<void> {
-  const sock = client as net.Socket;
-  const log: RequestLog = { start: performance.now(), client: clientAddress(sock), method: 'CONNECT', target: req.url ?? '' };
-  // The server's own socket timeout belongs to HTTP; a tunnel gets its own.
-  sock.removeAllListeners('timeout');
+export async function handleConnect(rt: Runtime, target: string, sock: net.Socket, head: Buffer, client: string): Promise<void> {
+  const log: RequestLog = { start: performance.now(), client, method: 'CONNECT', target };
   sock.setTimeout(0);
   sock.on('error', () => {});
-  const t = parseAuthority(req.url ?? '');
+  const t = parseAuthority(target);
   if (!t) return refuse(rt, sock, log, 400, 'bad CONNECT target, expected host:port\n');
   log.target = `${hostText(t.host)}:${t.port}`;
   if (rt.connectPorts && !rt.connectPorts.has(t.port)) return refuse(rt, sock, log, 403, `denied: CONNECT to port ${t.port} is not allowed\n`, 'port');
@@ -83,7 +78,6 @@ function attempt(rt: Runtime, sock: net.Socket, log: RequestLog, addrs: readonly
 
 function pipeTunnel(rt: Runtime, c: net.Socket, up: net.Socket, head: Buffer, log: RequestLog): void {
   c.setNoDelay(true);
-  sockAllowHalfOpen(c);
   c.write(ESTABLISHED);
   if (head.length > 0) up.write(head);
   c.pipe(up);
@@ -106,11 +100,6 @@ function pipeTunnel(rt: Runtime, c: net.Socket, up: net.Socket, head: Buffer, lo
   const done = () => { if (++closed === 2) logEnd(rt, log, 200, c.bytesRead - readBefore, c.bytesWritten - ESTABLISHED.length); };
   c.once('close', () => { up.destroySoon(); done(); });
   up.once('close', () => { c.destroySoon(); done(); });
-}
-
-/** The client socket came from node:http; ask it not to close its writable side on 'end'. */
-function sockAllowHalfOpen(c: net.Socket): void {
-  (c as net.Socket & { allowHalfOpen: boolean }).allowHalfOpen = true;
 }
 
 function refuse(rt: Runtime, c: net.Socket, log: RequestLog, status: number, body: string, decision = 'error'): void {

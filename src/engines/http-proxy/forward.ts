@@ -5,7 +5,6 @@
  * request goes exactly where the decision said. The client's Host header is
  * kept. Bodies stream both ways with backpressure (pause/resume).
  */
-import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Readable } from 'node:stream';
 import { Agent, type Dispatcher } from 'undici';
 import { denialText } from './policy.js';
@@ -14,13 +13,14 @@ import type { Address } from '../../dns/lookup.js';
 import { route, type Route } from './route.js';
 import type { Runtime } from './runtime.js';
 import { hostText, parseAbsoluteUrl, type AbsoluteUrl } from './target.js';
-import { clientAddress, logEnd, type RequestLog } from './logline.js';
+import type { Exchange } from './front.js';
+import { logEnd, type RequestLog } from './logline.js';
 
 /** Hop-by-hop headers (RFC 9110 7.6.1), plus the proxy's own. Lower-case. */
 const HOP = new Set(['connection', 'keep-alive', 'proxy-connection', 'proxy-authorization', 'proxy-authenticate', 'te', 'trailer', 'transfer-encoding', 'upgrade']);
 /**
  * Not forwarded either: `expect: 100-continue` was answered to the client by
- * node:http already (the body is on its way), and undici refuses the header.
+ * front.ts already (the body is on its way), and undici refuses the header.
  */
 const REQUEST_ONLY = new Set(['expect']);
 const VIA = '1.1 egress-router';
@@ -37,9 +37,9 @@ export function createUpstream(rt: Runtime): Agent {
   });
 }
 
-export function handleRequest(rt: Runtime, agent: Agent, req: IncomingMessage, res: ServerResponse): void | Promise<void> {
-  const url = req.url ?? '';
-  const relay = new Relay(rt, agent, req, res);
+export function handleRequest(rt: Runtime, agent: Agent, ex: Exchange): void | Promise<void> {
+  const url = ex.head.target;
+  const relay = new Relay(rt, agent, ex);
   if (url.charCodeAt(0) === 47 /* / */) return relay.reply(400, 'this is a proxy: send absolute-form requests (http://host/path) or CONNECT\n');
   const t = parseAbsoluteUrl(url);
   if (!t) return relay.reply(400, 'bad request target, expected http://host[:port]/path\n');
@@ -55,26 +55,21 @@ export function handleRequest(rt: Runtime, agent: Agent, req: IncomingMessage, r
  */
 class Relay implements Dispatcher.DispatchHandler {
   readonly log: RequestLog;
-  private bytesIn = 0;
   private bytesOut = 0;
+  private status = 0;
   private t: AbsoluteUrl | undefined;
   private addresses: readonly Address[] = [];
   private tried = 0;
-  private hasBody = false;
   private headers: string[] = [];
 
-  constructor(private readonly rt: Runtime, private readonly agent: Agent, private readonly req: IncomingMessage, private readonly res: ServerResponse) {
-    this.log = { start: performance.now(), client: clientAddress(req.socket), method: req.method ?? '?', target: req.url ?? '' };
+  constructor(private readonly rt: Runtime, private readonly agent: Agent, private readonly ex: Exchange) {
+    this.log = { start: performance.now(), client: ex.client, method: ex.head.method, target: ex.head.target };
   }
 
   reply(status: number, body: string, decision = 'error'): void {
-    const res = this.res;
     this.log.decision ??= decision;
-    if (!res.headersSent) {
-      res.writeHead(status, { 'content-type': 'text/plain', 'content-length': Buffer.byteLength(body), via: VIA });
-      res.end(body);
-    } else res.destroy();
-    logEnd(this.rt, this.log, status, this.bytesIn, this.bytesOut);
+    this.ex.reply(status, body, VIA);
+    logEnd(this.rt, this.log, status, this.ex.bytesIn, this.bytesOut);
   }
 
   start(r: Route, t: AbsoluteUrl): void {
@@ -87,9 +82,7 @@ class Relay implements Dispatcher.DispatchHandler {
     log.rule = r.decision.rule?.text ?? '*';
     this.t = t;
     this.addresses = r.addresses;
-    const h = requestHeaders(this.req.rawHeaders, t.authority);
-    this.headers = h.headers;
-    this.hasBody = h.hasBody;
+    this.headers = requestHeaders(this.ex.head.headers, t.authority);
     this.dispatch();
   }
 
@@ -98,59 +91,50 @@ class Relay implements Dispatcher.DispatchHandler {
     const origin = `http://${a.family === 6 ? `[${a.address}]` : a.address}:${this.t!.port}`;
     this.log.upstream = origin.slice(7);
     this.agent.dispatch({
-      origin, path: this.t!.path, method: this.req.method!, headers: this.headers,
-      // undici takes async iterables as bodies (writeIterable); its types omit them.
-      body: this.hasBody ? (this.countedBody() as unknown as Readable) : null,
+      origin, path: this.t!.path, method: this.ex.head.method, headers: this.headers,
+      // undici takes async iterables as bodies (writeIterable) and frames them
+      // itself; its types omit them.
+      body: this.ex.body as unknown as Readable | null,
       // Upstream errors are answered to the client (or retried here on the
       // next address when nothing was sent), never retried by undici.
       idempotent: false, blocking: false, upgrade: null,
     }, this);
   }
 
-  /**
-   * The request body as undici reads it, counted on the way. A 'data'
-   * listener would count too, but it starts the body flowing before undici
-   * is connected and reading: whatever arrived meanwhile was lost.
-   */
-  private async *countedBody(): AsyncGenerator<Buffer> {
-    for await (const chunk of this.req as AsyncIterable<Buffer>) {
-      this.bytesIn += chunk.length;
-      yield chunk;
-    }
+  onRequestStart(controller: Dispatcher.DispatchController): void {
+    this.ex.onGone(() => controller.abort(new Error('client went away')));
   }
-
-  onRequestStart(): void {}
 
   onResponseStart(controller: Dispatcher.DispatchController, status: number, h: Record<string, string | string[] | undefined>, statusMessage?: string): void {
     if (status < 200) return; // 1xx interim responses are not relayed
-    const res = this.res;
-    res.writeHead(status, statusMessage, responseHeaders(h));
-    res.once('close', () => { if (!res.writableFinished) controller.abort(new Error('client went away')); });
+    this.status = status;
+    this.ex.respond(status, statusMessage, responseHeaders(h));
   }
 
   onResponseData(controller: Dispatcher.DispatchController, chunk: Buffer): void {
     this.bytesOut += chunk.length;
-    if (!this.res.write(chunk)) {
+    if (!this.ex.write(chunk)) {
       controller.pause();
-      this.res.once('drain', () => controller.resume());
+      this.ex.onDrain(() => controller.resume());
     }
   }
 
   onResponseEnd(): void {
-    this.res.end();
-    logEnd(this.rt, this.log, this.res.statusCode, this.bytesIn, this.bytesOut);
+    this.ex.end();
+    logEnd(this.rt, this.log, this.status, this.ex.bytesIn, this.bytesOut);
   }
 
   onResponseError(_c: Dispatcher.DispatchController, err: Error): void {
     const code = (err as NodeJS.ErrnoException).code ?? '';
     // A connect failure sent nothing: a request without a body can go to the
     // next allowed address, as CONNECT does.
-    if (CONNECT_FAILURES.has(code) && !this.hasBody && !this.res.headersSent && this.tried + 1 < Math.min(this.addresses.length, MAX_ATTEMPTS)) {
+    if (CONNECT_FAILURES.has(code) && !this.ex.body && !this.ex.headersSent && this.tried + 1 < Math.min(this.addresses.length, MAX_ATTEMPTS)) {
       if (this.rt.debug) this.rt.logger.debug({ client: this.log.client, target: this.log.target, upstream: this.log.upstream, error: code }, 'connect failed');
       this.tried++;
       return this.dispatch();
     }
     const up = this.log.upstream;
+    if (this.ex.headersSent) { this.ex.abort(); return logEnd(this.rt, this.log, this.status, this.ex.bytesIn, this.bytesOut); }
     if (code === 'UND_ERR_CONNECT_TIMEOUT') return this.reply(504, `connect to ${up} timed out\n`);
     if (code === 'UND_ERR_HEADERS_TIMEOUT') return this.reply(504, `${up} did not answer in time\n`);
     this.reply(502, `${up}: ${code || err.message}\n`);
@@ -160,16 +144,12 @@ class Relay implements Dispatcher.DispatchHandler {
 const CONNECT_FAILURES = new Set(['ECONNREFUSED', 'EHOSTUNREACH', 'ENETUNREACH', 'UND_ERR_CONNECT_TIMEOUT']);
 
 /** Client headers minus hop-by-hop ones (and those the Connection header names), plus Via; and whether a body follows. */
-function requestHeaders(raw: string[], authority: string): { headers: string[]; hasBody: boolean } {
+function requestHeaders(raw: readonly string[], authority: string): string[] {
   let named: string[] | undefined;
   let hasHost = false, via: string | undefined;
-  let hasBody = false;
   for (let i = 0; i < raw.length; i += 2) {
     const k = raw[i]!.toLowerCase();
     if (k === 'connection') named = raw[i + 1]!.toLowerCase().split(',').map((s) => s.trim());
-    // llhttp already refused a request with both or with a bad length.
-    else if (k === 'content-length') hasBody = raw[i + 1]!.trim() !== '0';
-    else if (k === 'transfer-encoding') hasBody = true;
   }
   const out: string[] = [];
   for (let i = 0; i < raw.length; i += 2) {
@@ -181,7 +161,7 @@ function requestHeaders(raw: string[], authority: string): { headers: string[]; 
   }
   if (!hasHost) out.push('host', authority);
   out.push('via', via ? `${via}, ${VIA}` : VIA);
-  return { headers: out, hasBody };
+  return out;
 }
 
 function responseHeaders(h: Record<string, string | string[] | undefined>): Record<string, string | string[]> {

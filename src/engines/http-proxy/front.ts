@@ -1,0 +1,272 @@
+/**
+ * One client connection: request heads parsed on the raw socket (http1.ts),
+ * one request at a time (pipelined requests wait in the buffer), bodies
+ * handed on as async iterables with backpressure, responses framed here.
+ * CONNECT hands the socket over to the tunnel code.
+ *
+ * Deadlines: a request head must be complete within headersTimeoutMs of its
+ * first byte (of the connection, for the first request): slowloris clients get
+ * 408. Between requests a keep-alive connection may idle keepAliveTimeoutMs.
+ * While a request is in flight, idleTimeoutMs without a byte either way ends it.
+ */
+import { STATUS_CODES } from 'node:http';
+import type net from 'node:net';
+import { ChunkedDecoder, parseRequestHead, type RequestHead } from './http1.js';
+import { clientAddress } from './logline.js';
+import type { Runtime } from './runtime.js';
+
+export interface Handlers {
+  request(ex: Exchange): void;
+  connect(target: string, sock: net.Socket, head: Buffer, client: string): void;
+}
+
+type Headers = Record<string, string | string[] | undefined>;
+
+/** Above this many queued request-body bytes the client socket is paused. */
+const BODY_HWM = 256 * 1024;
+
+export function serveConnection(rt: Runtime, sock: net.Socket, h: Handlers): void {
+  new Connection(rt, sock, h);
+}
+
+class Connection {
+  private buf: Buffer | undefined;
+  private ex: Exchange | undefined;
+  private timer: NodeJS.Timeout | undefined;
+  private waitingFirstByte = false;
+  readonly client: string;
+
+  constructor(readonly rt: Runtime, readonly sock: net.Socket, private readonly h: Handlers) {
+    this.client = clientAddress(sock);
+    sock.on('data', (d: Buffer) => this.onData(d));
+    sock.on('end', () => { if (!this.ex) sock.end(); else this.ex.clientEnded(); });
+    sock.on('close', () => { clearTimeout(this.timer); this.ex?.clientGone(); });
+    sock.on('timeout', () => sock.destroy());
+    this.deadline(rt.limits.headersTimeoutMs);
+  }
+
+  private deadline(ms: number): void {
+    clearTimeout(this.timer);
+    this.timer = setTimeout(() => this.fail(408, 'request headers not received in time'), ms);
+  }
+
+  private onData(d: Buffer): void {
+    if (this.ex?.bodyFeed) { this.ex.bodyFeed(d); return; }
+    this.buf = this.buf ? Buffer.concat([this.buf, d]) : d;
+    if (this.ex) {
+      // Pipelined bytes while a request is in flight: hold them, and stop
+      // reading if a client floods.
+      if (this.buf.length > this.rt.limits.maxHeaderBytes) this.sock.pause();
+      return;
+    }
+    if (this.waitingFirstByte) { this.waitingFirstByte = false; this.deadline(this.rt.limits.headersTimeoutMs); }
+    this.parse();
+  }
+
+  private parse(): void {
+    const buf = this.buf;
+    if (!buf) return;
+    const r = parseRequestHead(buf, 0, this.rt.limits.maxHeaderBytes);
+    if (r.kind === 'incomplete') return;
+    if (r.kind === 'error') return this.fail(r.status, r.reason);
+    clearTimeout(this.timer);
+    const rest = buf.subarray(r.end);
+    this.buf = undefined;
+    const head = r.head;
+    if (head.method === 'CONNECT') {
+      // Paused first: a flowing socket without a 'data' listener drops bytes.
+      this.sock.pause();
+      this.sock.removeAllListeners('data');
+      this.sock.removeAllListeners('end');
+      this.sock.removeAllListeners('timeout');
+      this.h.connect(head.target, this.sock, rest, this.client);
+      return;
+    }
+    const ex = new Exchange(this, head);
+    this.ex = ex;
+    this.sock.setTimeout(this.rt.limits.idleTimeoutMs);
+    ex.start(rest);
+    this.h.request(ex);
+  }
+
+  /** Called by the exchange when its response has been written. */
+  done(ex: Exchange, reuse: boolean): void {
+    this.ex = undefined;
+    this.sock.setTimeout(0);
+    if (!reuse || this.sock.destroyed || this.sock.readableEnded) { this.sock.end(); this.sock.destroySoon(); return; }
+    if (ex.leftover) this.buf = this.buf ? Buffer.concat([ex.leftover, this.buf]) : ex.leftover;
+    this.sock.resume();
+    if (this.buf && this.buf.length > 0) { this.deadline(this.rt.limits.headersTimeoutMs); this.parse(); return; }
+    this.buf = undefined;
+    // Idle between requests: the keep-alive limit, then the header deadline from the first byte.
+    this.waitingFirstByte = true;
+    clearTimeout(this.timer);
+    this.timer = setTimeout(() => this.sock.destroy(), this.rt.limits.keepAliveTimeoutMs);
+  }
+
+  /** A bad or late request: answer it and close, nothing more is read. */
+  fail(status: number, reason: string): void {
+    clearTimeout(this.timer);
+    this.sock.removeAllListeners('data');
+    if (this.rt.debug) this.rt.logger.debug({ client: this.client, status, reason }, 'client error');
+    const body = `${reason}\n`;
+    if (this.sock.writable) this.sock.end(`HTTP/1.1 ${status} ${STATUS_CODES[status] ?? ''}\r\ncontent-type: text/plain\r\ncontent-length: ${body.length}\r\nconnection: close\r\n\r\n${body}`);
+    this.sock.destroySoon();
+  }
+}
+
+/** One request and its response, as the forwarding code sees them. */
+export class Exchange {
+  readonly body: BodySource | null;
+  bodyFeed: ((d: Buffer) => void) | undefined;
+  leftover: Buffer | undefined;
+  headersSent = false;
+  private framing: 'length' | 'chunked' | 'close' | 'none' = 'none';
+  private pendingHead: string | undefined;
+  private keepAlive: boolean;
+  private ended = false;
+  private goneHandler: (() => void) | undefined;
+
+  constructor(private readonly conn: Connection, readonly head: RequestHead) {
+    this.keepAlive = head.keepAlive;
+    this.body = head.bodyLength === 0 ? null : new BodySource(conn.sock);
+  }
+
+  get client(): string { return this.conn.client; }
+  get bytesIn(): number { return this.body?.bytes ?? 0; }
+
+  /** Wire the request body (if any) to the bytes after the head. */
+  start(rest: Buffer): void {
+    const body = this.body;
+    if (!body) { this.leftover = rest.length ? rest : undefined; return; }
+    if (this.head.expectContinue) this.conn.sock.write('HTTP/1.1 100 Continue\r\n\r\n');
+    if (this.head.bodyLength > 0) {
+      let left = this.head.bodyLength;
+      this.bodyFeed = (d) => {
+        const n = Math.min(left, d.length);
+        if (n > 0) body.push(d.subarray(0, n));
+        left -= n;
+        if (left === 0) { this.bodyFeed = undefined; body.end(); if (n < d.length) this.leftover = d.subarray(n); }
+      };
+    } else {
+      const dec = new ChunkedDecoder();
+      this.bodyFeed = (d) => {
+        const at = dec.push(d, (c) => body.push(c));
+        if (at === -2) { this.bodyFeed = undefined; body.fail(new Error(`bad chunked body: ${dec.error}`)); this.keepAlive = false; return; }
+        if (at >= 0) { this.bodyFeed = undefined; body.end(); if (at < d.length) this.leftover = d.subarray(at); }
+      };
+    }
+    if (rest.length > 0) this.bodyFeed(rest);
+  }
+
+  /** The response head; written with the first body bytes (one write for small responses). */
+  respond(status: number, statusText: string | undefined, headers: Headers): void {
+    const method = this.head.method;
+    const noBody = method === 'HEAD' || status === 204 || status === 304 || status < 200;
+    let h = `HTTP/1.1 ${status} ${statusText || STATUS_CODES[status] || ''}\r\n`;
+    for (const k in headers) {
+      const v = headers[k];
+      if (v === undefined) continue;
+      if (Array.isArray(v)) for (const x of v) h += `${k}: ${x}\r\n`;
+      else h += `${k}: ${v}\r\n`;
+    }
+    if (headers['content-length'] !== undefined) this.framing = noBody ? 'none' : 'length';
+    else if (noBody) this.framing = 'none';
+    else if (this.head.version === 11) { this.framing = 'chunked'; h += 'transfer-encoding: chunked\r\n'; }
+    else { this.framing = 'close'; this.keepAlive = false; }
+    // A request body not read to its end leaves the connection unusable.
+    if (this.bodyFeed) this.keepAlive = false;
+    if (!this.keepAlive) h += 'connection: close\r\n';
+    else if (this.head.version === 10) h += 'connection: keep-alive\r\n';
+    this.pendingHead = h + '\r\n';
+    this.headersSent = true;
+  }
+
+  write(chunk: Buffer): boolean {
+    const s = this.conn.sock;
+    if (this.framing === 'none' || chunk.length === 0) return true;
+    s.cork();
+    if (this.pendingHead) { s.write(this.pendingHead, 'latin1'); this.pendingHead = undefined; }
+    let ok: boolean;
+    if (this.framing === 'chunked') {
+      s.write(`${chunk.length.toString(16)}\r\n`, 'latin1');
+      s.write(chunk);
+      ok = s.write('\r\n', 'latin1');
+    } else ok = s.write(chunk);
+    s.uncork();
+    return ok;
+  }
+
+  end(): void {
+    if (this.ended) return;
+    this.ended = true;
+    const s = this.conn.sock;
+    let tail = this.pendingHead ?? '';
+    this.pendingHead = undefined;
+    if (this.framing === 'chunked') tail += '0\r\n\r\n';
+    if (tail) s.write(tail, 'latin1');
+    this.conn.done(this, this.keepAlive && this.framing !== 'close' && !this.bodyFeed);
+  }
+
+  /** A short text answer from the proxy itself. */
+  reply(status: number, text: string, via: string): void {
+    if (this.headersSent) return this.abort();
+    this.respond(status, undefined, { 'content-type': 'text/plain', 'content-length': String(Buffer.byteLength(text)), via });
+    this.write(Buffer.from(text));
+    this.end();
+  }
+
+  onDrain(cb: () => void): void { this.conn.sock.once('drain', cb); }
+  onGone(cb: () => void): void { this.goneHandler = cb; }
+  abort(): void { this.ended = true; this.conn.sock.destroy(); }
+
+  clientGone(): void {
+    this.body?.fail(new Error('client went away'));
+    if (!this.ended) this.goneHandler?.();
+  }
+
+  /** The client half-closed: a body still expected will not come. */
+  clientEnded(): void {
+    if (this.bodyFeed) { this.bodyFeed = undefined; this.body?.fail(new Error('request body cut short')); this.keepAlive = false; }
+  }
+}
+
+/** A request body as undici reads it: pull-based, pausing the client socket when undici is slower. */
+export class BodySource implements AsyncIterable<Buffer> {
+  bytes = 0;
+  private queue: Buffer[] = [];
+  private queued = 0;
+  private ended = false;
+  private error: Error | undefined;
+  private wake: (() => void) | undefined;
+
+  constructor(private readonly sock: net.Socket) {}
+
+  push(b: Buffer): void {
+    this.queue.push(b);
+    this.queued += b.length;
+    if (this.queued > BODY_HWM) this.sock.pause();
+    this.signal();
+  }
+
+  end(): void { this.ended = true; this.signal(); }
+  fail(e: Error): void { if (!this.ended) { this.error ??= e; this.signal(); } }
+
+  private signal(): void { const w = this.wake; this.wake = undefined; w?.(); }
+
+  async *[Symbol.asyncIterator](): AsyncGenerator<Buffer> {
+    for (;;) {
+      const b = this.queue.shift();
+      if (b) {
+        this.queued -= b.length;
+        if (this.queued <= BODY_HWM / 2 && this.sock.isPaused()) this.sock.resume();
+        this.bytes += b.length;
+        yield b;
+        continue;
+      }
+      if (this.error) throw this.error;
+      if (this.ended) return;
+      await new Promise<void>((r) => { this.wake = r; });
+    }
+  }
+}
