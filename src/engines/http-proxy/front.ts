@@ -7,7 +7,7 @@
  * Deadlines: a request head must be complete within headersTimeoutMs of its
  * first byte (of the connection, for the first request): slowloris clients get
  * 408. Between requests a keep-alive connection may idle keepAliveTimeoutMs.
- * While a request is in flight, idleTimeoutMs without a byte either way ends it.
+ * In any state, idleTimeoutMs without a byte either way ends the connection.
  */
 import { STATUS_CODES } from 'node:http';
 import type net from 'node:net';
@@ -25,29 +25,60 @@ type Headers = Record<string, string | string[] | undefined>;
 /** Above this many queued request-body bytes the client socket is paused. */
 const BODY_HWM = 256 * 1024;
 
-export function serveConnection(rt: Runtime, sock: net.Socket, h: Handlers): void {
-  new Connection(rt, sock, h);
+/**
+ * The connections of one listener and their deadlines. Deadlines are numbers
+ * checked by one sweep timer (as node:http does), not a timer per request:
+ * arming and clearing timers twice per request cost more than parsing.
+ */
+export class Fronts {
+  private readonly conns = new Set<Connection>();
+  private readonly sweep: NodeJS.Timeout;
+
+  constructor(private readonly rt: Runtime, private readonly h: Handlers) {
+    // Granularity of the deadlines: a quarter of the shortest, at most 1 s.
+    const every = Math.max(10, Math.min(1000, Math.floor(Math.min(rt.limits.headersTimeoutMs, rt.limits.keepAliveTimeoutMs) / 4)));
+    this.sweep = setInterval(() => this.check(), every).unref();
+  }
+
+  serve(sock: net.Socket): void {
+    const c = new Connection(this.rt, sock, this.h);
+    this.conns.add(c);
+    sock.once('close', () => this.conns.delete(c));
+  }
+
+  close(): void {
+    clearInterval(this.sweep);
+  }
+
+  private check(): void {
+    const now = performance.now();
+    for (const c of this.conns) if (c.deadline !== 0 && c.deadline <= now) c.expired();
+  }
 }
 
 class Connection {
   private buf: Buffer | undefined;
   private ex: Exchange | undefined;
-  private timer: NodeJS.Timeout | undefined;
-  private waitingFirstByte = false;
+  /** performance.now() by which the current wait must end; 0: none. */
+  deadline = 0;
+  /** Waiting for a request head (408 at the deadline), or idle between requests (close). */
+  private waiting: 'head' | 'idle' = 'head';
   readonly client: string;
 
   constructor(readonly rt: Runtime, readonly sock: net.Socket, private readonly h: Handlers) {
     this.client = clientAddress(sock);
     sock.on('data', (d: Buffer) => this.onData(d));
     sock.on('end', () => { if (!this.ex) sock.end(); else this.ex.clientEnded(); });
-    sock.on('close', () => { clearTimeout(this.timer); this.ex?.clientGone(); });
-    sock.on('timeout', () => sock.destroy());
-    this.deadline(rt.limits.headersTimeoutMs);
+    sock.on('close', () => { this.deadline = 0; this.ex?.clientGone(); });
+    // No byte either way for this long, in any state: the connection ends.
+    sock.setTimeout(rt.limits.idleTimeoutMs, () => sock.destroy());
+    this.deadline = performance.now() + rt.limits.headersTimeoutMs;
   }
 
-  private deadline(ms: number): void {
-    clearTimeout(this.timer);
-    this.timer = setTimeout(() => this.fail(408, 'request headers not received in time'), ms);
+  expired(): void {
+    this.deadline = 0;
+    if (this.waiting === 'head') this.fail(408, 'request headers not received in time');
+    else this.sock.destroy();
   }
 
   private onData(d: Buffer): void {
@@ -59,7 +90,7 @@ class Connection {
       if (this.buf.length > this.rt.limits.maxHeaderBytes) this.sock.pause();
       return;
     }
-    if (this.waitingFirstByte) { this.waitingFirstByte = false; this.deadline(this.rt.limits.headersTimeoutMs); }
+    if (this.waiting === 'idle') { this.waiting = 'head'; this.deadline = performance.now() + this.rt.limits.headersTimeoutMs; }
     this.parse();
   }
 
@@ -69,7 +100,7 @@ class Connection {
     const r = parseRequestHead(buf, 0, this.rt.limits.maxHeaderBytes);
     if (r.kind === 'incomplete') return;
     if (r.kind === 'error') return this.fail(r.status, r.reason);
-    clearTimeout(this.timer);
+    this.deadline = 0;
     const rest = buf.subarray(r.end);
     this.buf = undefined;
     const head = r.head;
@@ -78,13 +109,12 @@ class Connection {
       this.sock.pause();
       this.sock.removeAllListeners('data');
       this.sock.removeAllListeners('end');
-      this.sock.removeAllListeners('timeout');
+      this.sock.setTimeout(0);
       this.h.connect(head.target, this.sock, rest, this.client);
       return;
     }
     const ex = new Exchange(this, head);
     this.ex = ex;
-    this.sock.setTimeout(this.rt.limits.idleTimeoutMs);
     ex.start(rest);
     this.h.request(ex);
   }
@@ -92,21 +122,24 @@ class Connection {
   /** Called by the exchange when its response has been written. */
   done(ex: Exchange, reuse: boolean): void {
     this.ex = undefined;
-    this.sock.setTimeout(0);
     if (!reuse || this.sock.destroyed || this.sock.readableEnded) { this.sock.end(); this.sock.destroySoon(); return; }
     if (ex.leftover) this.buf = this.buf ? Buffer.concat([ex.leftover, this.buf]) : ex.leftover;
-    this.sock.resume();
-    if (this.buf && this.buf.length > 0) { this.deadline(this.rt.limits.headersTimeoutMs); this.parse(); return; }
+    if (this.sock.isPaused()) this.sock.resume();
+    if (this.buf && this.buf.length > 0) {
+      this.waiting = 'head';
+      this.deadline = performance.now() + this.rt.limits.headersTimeoutMs;
+      this.parse();
+      return;
+    }
     this.buf = undefined;
     // Idle between requests: the keep-alive limit, then the header deadline from the first byte.
-    this.waitingFirstByte = true;
-    clearTimeout(this.timer);
-    this.timer = setTimeout(() => this.sock.destroy(), this.rt.limits.keepAliveTimeoutMs);
+    this.waiting = 'idle';
+    this.deadline = performance.now() + this.rt.limits.keepAliveTimeoutMs;
   }
 
   /** A bad or late request: answer it and close, nothing more is read. */
   fail(status: number, reason: string): void {
-    clearTimeout(this.timer);
+    this.deadline = 0;
     this.sock.removeAllListeners('data');
     if (this.rt.debug) this.rt.logger.debug({ client: this.client, status, reason }, 'client error');
     const body = `${reason}\n`;

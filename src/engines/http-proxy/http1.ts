@@ -46,7 +46,11 @@ export function parseRequestHead(buf: Buffer, from: number, maxBytes: number): H
   // RFC 9112 2.2: ignore empty lines before the request line (clients may send one after a body).
   while (start + 1 < buf.length && buf[start] === 13 && buf[start + 1] === 10) start += 2;
   const end = buf.indexOf('\r\n\r\n', start, 'latin1');
-  if (end < 0) return buf.length - start > maxBytes ? bad(431, 'request headers too large') : INCOMPLETE;
+  if (end < 0) {
+    // A client ending lines with bare LF would otherwise wait for the deadline.
+    for (let i = buf.indexOf(10, start); i >= 0; i = buf.indexOf(10, i + 1)) if (buf[i - 1] !== 13) return bad(400, 'bare LF in request head');
+    return buf.length - start > maxBytes ? bad(431, 'request headers too large') : INCOMPLETE;
+  }
   if (end + 4 - start > maxBytes) return bad(431, 'request headers too large');
   const text = buf.toString('latin1', start, end);
   if (text.includes('\n') && /[^\r]\n|^\n/.test(text)) return bad(400, 'bare LF in request head');

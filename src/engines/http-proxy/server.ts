@@ -8,7 +8,7 @@ import net from 'node:net';
 import { cidrContains, ipFamily, type Cidr } from '../../config/ip.js';
 import { handleConnect } from './connect.js';
 import { createUpstream, handleRequest } from './forward.js';
-import { serveConnection, type Handlers } from './front.js';
+import { Fronts, type Handlers } from './front.js';
 import { clientAddress } from './logline.js';
 import { TUNNEL_HWM } from './pump.js';
 import type { Runtime } from './runtime.js';
@@ -33,6 +33,7 @@ export async function listen(rt: Runtime, opts: { host: string; port: number; cl
     },
   };
 
+  const fronts = new Fronts(rt, handlers);
   let open = 0;
   const sockets = new Set<net.Socket>();
   const front = net.createServer({ noDelay: true, allowHalfOpen: true, highWaterMark: TUNNEL_HWM }, (s) => {
@@ -42,7 +43,7 @@ export async function listen(rt: Runtime, opts: { host: string; port: number; cl
     open++;
     sockets.add(s);
     s.once('close', () => { open--; sockets.delete(s); });
-    serveConnection(rt, s, handlers);
+    fronts.serve(s);
   });
   await new Promise<void>((resolve, reject) => {
     front.once('error', reject);
@@ -52,6 +53,7 @@ export async function listen(rt: Runtime, opts: { host: string; port: number; cl
   return {
     port,
     async close() {
+      fronts.close();
       await new Promise<void>((r) => { front.close(() => r()); for (const s of sockets) s.destroy(); });
       await agent.close();
     },
