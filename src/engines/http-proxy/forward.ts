@@ -83,6 +83,7 @@ class Relay implements Dispatcher.DispatchHandler {
     this.t = t;
     this.addresses = r.addresses;
     this.headers = requestHeaders(this.ex.head.headers, t.authority);
+    this.ex.proceed();
     this.dispatch();
   }
 

@@ -172,7 +172,6 @@ export class Exchange {
   start(rest: Buffer): void {
     const body = this.body;
     if (!body) { this.leftover = rest.length ? rest : undefined; return; }
-    if (this.head.expectContinue) this.conn.sock.write('HTTP/1.1 100 Continue\r\n\r\n');
     if (this.head.bodyLength > 0) {
       let left = this.head.bodyLength;
       this.bodyFeed = (d) => {
@@ -190,6 +189,15 @@ export class Exchange {
       };
     }
     if (rest.length > 0) this.bodyFeed(rest);
+  }
+
+  /**
+   * The request is going upstream: a client waiting on "Expect: 100-continue"
+   * may send its body now. Not sent for requests refused before that, so a
+   * denied upload is never transferred.
+   */
+  proceed(): void {
+    if (this.head.expectContinue && this.bodyFeed && !this.headersSent) this.conn.sock.write('HTTP/1.1 100 Continue\r\n\r\n');
   }
 
   /** The response head; written with the first body bytes (one write for small responses). */
