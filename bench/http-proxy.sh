@@ -11,6 +11,7 @@ cd "$(dirname "$0")/.."
 ROOT=$PWD
 DUR=${BENCH_SECONDS:-5}
 ROUNDS=${BENCH_ROUNDS:-3}
+LAT_ROUNDS=${BENCH_LAT_ROUNDS:-5} # one-connection p99 swings most between runs
 CONNS=${BENCH_CONNS:-50}
 BULK=${BENCH_BULK_BYTES:-2147483648}
 IDLE=${BENCH_IDLE_CONNS:-2000}
@@ -162,7 +163,7 @@ if part rps; then
 fi
 if part latency; then
     : >"$T/lat"
-    for _ in $(seq "$ROUNDS"); do
+    for _ in $(seq "$LAT_ROUNDS"); do
         echo "d $(run_wrk 1 http://10.99.1.1:8000/)" >>"$T/lat"
         echo "s $(run_wrk 1 http://10.99.0.2:3128/ "$T/abs.lua")" >>"$T/lat"
         echo "o $(run_wrk 1 http://10.99.0.2:8080/ "$T/abs.lua")" >>"$T/lat"
@@ -176,7 +177,7 @@ fi
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b == 0) print "n/a"; else printf "%.2fx", a/b }'; }
 sub() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.3f", a-b }'; }
 {
-    echo "http-proxy benchmark ($(date -u +%FT%TZ)); wrk -t1 -c$CONNS -d${DUR}s keep-alive, median of $ROUNDS interleaved rounds, plain HTTP absolute-form; CONNECT bulk $((BULK >> 20)) MiB (best of 3); $IDLE idle tunnels"
+    echo "http-proxy benchmark ($(date -u +%FT%TZ)); wrk -t1 -c$CONNS -d${DUR}s keep-alive, median of $ROUNDS interleaved rounds ($LAT_ROUNDS for one connection), plain HTTP absolute-form; CONNECT bulk $((BULK >> 20)) MiB (best of 3); $IDLE idle tunnels"
     echo "layout: proxies pinned to CPU 1; wrk, backends (haproxy 200, byte source/sink) and clients on CPU 0"
     printf '%-34s %12s %12s %12s %10s\n' "" direct squid egress-router "ours/squid"
     printf '%-34s %12s %12s %12s %10s\n' "keep-alive req/s (c=$CONNS)" "$D_RPS" "$S_RPS" "$O_RPS" "$(ratio "$O_RPS" "$S_RPS")"
