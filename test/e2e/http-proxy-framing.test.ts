@@ -153,6 +153,16 @@ describe('http-proxy client-side framing', () => {
     expect(rs.map((x) => x.body)).toEqual(['', 'x']);
   });
 
+  it('logs refused requests with their status and reason', async () => {
+    await raw(`GET http://${UP}/cl/1 HTTP/1.1\r\nHost: a\r\nX-A: 1\r\n folded\r\n\r\n`);
+    let line: Record<string, unknown> | undefined;
+    for (let i = 0; i < 40 && !line; i++) {
+      if (i) await new Promise((r) => setTimeout(r, 50));
+      line = proxy.output().split('\n').filter((l) => l.includes('obsolete line folding')).map((l) => JSON.parse(l) as Record<string, unknown>)[0];
+    }
+    expect(line).toMatchObject({ msg: 'request', decision: 'error', status: 400, reason: 'obsolete line folding', client: ADDR.client });
+  });
+
   it('logs each pipelined request once', async () => {
     const lines = proxy.output().split('\n').filter((l) => l.includes('"msg":"request"')).map((l) => JSON.parse(l) as { target: string });
     expect(lines.filter((l) => l.target === `${UP}/304`)).toHaveLength(1);

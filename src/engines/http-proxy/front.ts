@@ -139,7 +139,8 @@ class Connection {
   fail(status: number, reason: string): void {
     this.deadline = 0;
     this.sock.removeAllListeners('data');
-    if (this.rt.debug) this.rt.logger.debug({ client: this.client, status, reason }, 'client error');
+    // A refused request still gets its line, as squid logs error:invalid-request.
+    this.rt.access.request({ client: this.client, method: '-', target: '-', decision: 'error', status, reason, bytesIn: 0, bytesOut: 0 });
     const body = `${reason}\n`;
     if (this.sock.writable) this.sock.end(`HTTP/1.1 ${status} ${STATUS_CODES[status] ?? ''}\r\ncontent-type: text/plain\r\ncontent-length: ${body.length}\r\nconnection: close\r\n\r\n${body}`);
     this.sock.destroySoon();
