@@ -21,6 +21,8 @@ const CHUNK = 256 * 1024;
 /** A read at least this large suggests a bulk transfer: the next read gets a chunk. */
 const BULK_READ = 32 * 1024;
 const MAX_ARMED = 64;
+/** Small reads in a row after which a tunnel goes back to the shared buffer. */
+const SMALL_RUN = 4;
 const MAX_FREE = 64;
 
 const SHARED = Buffer.allocUnsafe(1024 * 1024);
@@ -45,6 +47,7 @@ export function pumpStats(): { armed: number; free: number; maxArmed: number } {
 /** Options for net.connect: reads from the upstream socket are written to `client`. */
 export function downloadTo(client: net.Socket): { onread: object; disarm(): void } {
   let next: Buffer = SHARED;
+  let small = 0;
   const onread = {
     buffer(): Buffer {
       return next;
@@ -58,7 +61,11 @@ export function downloadTo(client: net.Socket): { onread: object; disarm(): void
         ok = client.write(b.subarray(0, n), () => release(b));
       }
       // Chosen now, returned by buffer() which node calls right after this.
-      next = n >= BULK_READ ? take() : SHARED;
+      // A bulk transfer has the odd small read (the socket was drained
+      // early): stay on chunks until SMALL_RUN small reads in a row, or the
+      // next large read lands in the shared buffer and costs a copy.
+      small = n >= BULK_READ ? 0 : small + 1;
+      next = small === 0 || (b !== SHARED && small < SMALL_RUN) ? take() : SHARED;
       return ok;
     },
   };
