@@ -28,6 +28,9 @@ const JSON_DEST = new WeakMap<Logger, DestinationStream>();
 
 export type Fields = Record<string, string | number | undefined>;
 
+/** Strings JSON writes as they are: no quote, backslash, control character or surrogate. */
+const PLAIN = /^[^"\\\x00-\x1f\ud800-\udfff]*$/;
+
 /**
  * An info-level writer for one hot event (a request's end): the same line
  * pino would write, `{"level":30,"time":…,<fields>,"msg":…}`, built as one
@@ -41,11 +44,16 @@ export function infoWriter(logger: Logger, msg: string): (fields: Fields) => voi
   const tail = `,"msg":${JSON.stringify(msg)}}\n`;
   return (fields) => {
     if (!logger.isLevelEnabled('info')) return;
-    let s = `{"level":30,"time":${Date.now()}`;
+    let s = '{"level":30,"time":' + Date.now();
     for (const k in fields) {
       const v = fields[k];
       if (v === undefined) continue;
-      s += typeof v === 'number' ? `,"${k}":${Number.isFinite(v) ? v : null}` : `,"${k}":${JSON.stringify(v)}`;
+      // Appended piece by piece: each template or JSON.stringify result was
+      // one more string per field, the largest share of the proxy's garbage.
+      s += ',"' + k + '":';
+      if (typeof v === 'number') s += Number.isFinite(v) ? v : 'null';
+      else if (PLAIN.test(v)) s += '"' + v + '"';
+      else s += JSON.stringify(v);
     }
     dest.write(s + tail);
   };
