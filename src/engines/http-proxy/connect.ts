@@ -6,6 +6,7 @@
  * protocols such as "send request, shut down writing, read reply" need.
  */
 import net from 'node:net';
+import { closingReply } from './http1.js';
 import { denialText } from './policy.js';
 import type { Address } from '../../dns/lookup.js';
 import { route } from './route.js';
@@ -106,10 +107,8 @@ function refuse(rt: Runtime, c: net.Socket, log: RequestLog, status: number, bod
   if (log.status !== undefined) return;
   log.decision ??= decision;
   if (!c.destroyed && c.writable) {
-    c.end(`HTTP/1.1 ${status} ${REASON[status] ?? 'Error'}\r\nContent-Type: text/plain\r\nContent-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`);
+    c.end(closingReply(status, body));
   }
   c.destroySoon();
   logEnd(rt, log, status, 0, 0);
 }
-
-const REASON: Record<number, string> = { 400: 'Bad Request', 403: 'Forbidden', 502: 'Bad Gateway', 504: 'Gateway Timeout' };

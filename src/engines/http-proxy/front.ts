@@ -11,7 +11,7 @@
  */
 import { STATUS_CODES } from 'node:http';
 import type net from 'node:net';
-import { ChunkedDecoder, parseRequestHead, type RequestHead } from './http1.js';
+import { ChunkedDecoder, closingReply, parseRequestHead, type RequestHead } from './http1.js';
 import { BodySource } from './body.js';
 import { clientAddress } from './logline.js';
 import type { Runtime } from './runtime.js';
@@ -142,7 +142,7 @@ class Connection {
     // A refused request still gets its line, as squid logs error:invalid-request.
     this.rt.access.request({ client: this.client, method: '-', target: '-', decision: 'error', status, reason, bytesIn: 0, bytesOut: 0 });
     const body = `${reason}\n`;
-    if (this.sock.writable) this.sock.end(`HTTP/1.1 ${status} ${STATUS_CODES[status] ?? ''}\r\ncontent-type: text/plain\r\ncontent-length: ${body.length}\r\nconnection: close\r\n\r\n${body}`);
+    if (this.sock.writable) this.sock.end(closingReply(status, body));
     this.sock.destroySoon();
   }
 }

@@ -12,6 +12,8 @@
  * framed by us, never by the client.
  */
 
+import { STATUS_CODES } from 'node:http';
+
 export interface RequestHead {
   readonly method: string;
   readonly target: string;
@@ -117,6 +119,11 @@ export function parseRequestHead(buf: Buffer, from: number, maxBytes: number): H
   const tokens = connection.split(',').map((t) => owsTrim(t, 0));
   const keepAlive = version === 11 ? !tokens.includes('close') : tokens.includes('keep-alive');
   return { kind: 'ok', head: { method, target, version, headers, bodyLength, keepAlive, expectContinue: expect !== undefined }, end: end + 4 };
+}
+
+/** A short text answer after which the connection closes (refusals and client errors). */
+export function closingReply(status: number, text: string): string {
+  return `HTTP/1.1 ${status} ${STATUS_CODES[status] ?? 'Error'}\r\ncontent-type: text/plain\r\ncontent-length: ${Buffer.byteLength(text)}\r\nconnection: close\r\n\r\n${text}`;
 }
 
 /**

@@ -9,6 +9,7 @@ import { cidrContains, ipFamily, type Cidr } from '../../config/ip.js';
 import { handleConnect } from './connect.js';
 import { createUpstream, handleRequest } from './forward.js';
 import { Fronts, type Handlers } from './front.js';
+import { closingReply } from './http1.js';
 import { clientAddress } from './logline.js';
 import { TUNNEL_HWM } from './pump.js';
 import type { Runtime } from './runtime.js';
@@ -38,8 +39,8 @@ export async function listen(rt: Runtime, opts: { host: string; port: number; cl
   const sockets = new Set<net.Socket>();
   const front = net.createServer({ noDelay: true, allowHalfOpen: true, highWaterMark: TUNNEL_HWM }, (s) => {
     s.on('error', () => {});
-    if (open >= L.maxConnections) return reject(s, '503 Service Unavailable', 'too many connections\n');
-    if (opts.clients && !clientAllowed(opts.clients, clientAddress(s))) return reject(s, '403 Forbidden', 'denied: client address not allowed\n');
+    if (open >= L.maxConnections) return reject(s, 503, 'too many connections\n');
+    if (opts.clients && !clientAllowed(opts.clients, clientAddress(s))) return reject(s, 403, 'denied: client address not allowed\n');
     open++;
     sockets.add(s);
     s.once('close', () => { open--; sockets.delete(s); });
@@ -60,8 +61,8 @@ export async function listen(rt: Runtime, opts: { host: string; port: number; cl
   };
 }
 
-function reject(s: net.Socket, status: string, body: string): void {
-  s.end(`HTTP/1.1 ${status}\r\nContent-Type: text/plain\r\nContent-Length: ${body.length}\r\nConnection: close\r\n\r\n${body}`);
+function reject(s: net.Socket, status: number, body: string): void {
+  s.end(closingReply(status, body));
   s.destroySoon();
 }
 
