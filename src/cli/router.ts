@@ -32,10 +32,11 @@ function routerConfig(env: Env, mode: Mode) {
   if (mode === 'http-proxy' || mode === 'dns-proxy') {
     // These modes only set up the network; EGRESS_DESTINATION is not read.
     const source = parseSource(env.EGRESS_SOURCE);
-    return { mode, options, source, gateway: parseGateway(env.EGRESS_GATEWAY, source), redirect: undefined };
+    return { mode, options, source, gateway: parseGateway(env.EGRESS_GATEWAY, source), redirect: undefined, destinationText: undefined };
   }
-  const redirect = parseRedirectConfig(resolveFiles(env));
-  return { mode, options, source: redirect.source, gateway: redirect.gateway, redirect };
+  const files = resolveFiles(env);
+  const redirect = parseRedirectConfig(files);
+  return { mode, options, source: redirect.source, gateway: redirect.gateway, redirect, destinationText: files.EGRESS_DESTINATION };
 }
 
 function renderText(env: Env, json: boolean): string {
@@ -70,7 +71,7 @@ export function registerRouter(program: Command, ctx: () => CliContext): void {
       log.info({ mode }, 'set-up complete');
       if (mode !== 'legacy') return;
       const file = c.env.EGRESS_DESTINATION_FILE;
-      const unwatch = file && cfg.redirect ? watchDestinationFile(file, cfg.redirect, cfg.options, log, guard) : () => {};
+      const unwatch = file && cfg.redirect ? watchDestinationFile({ path: file, applied: cfg.destinationText ?? '', config: cfg.redirect, options: cfg.options, log, guard }) : () => {};
       await new Promise<void>((resolve) => {
         const keep = setInterval(() => {}, 1 << 30);
         const stop = (sig: string) => { log.info({ signal: sig }, 'exiting'); clearInterval(keep); unwatch(); net.stop(); resolve(); };

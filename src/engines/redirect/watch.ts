@@ -11,10 +11,25 @@ import type { Logger } from '../../observe/log.js';
 import type { RouterOptions } from '../../plan/options.js';
 import { applyRedirect } from './index.js';
 
-export function watchDestinationFile(
-  path: string, config: RedirectConfig, options: RouterOptions, log: Logger, guard: boolean, intervalMs = 2000,
-): () => void {
-  let last: string | undefined;
+export interface WatchOptions {
+  readonly path: string;
+  /** The file's content as set-up read and applied it: the watcher's baseline. */
+  readonly applied: string;
+  readonly config: RedirectConfig;
+  readonly options: RouterOptions;
+  readonly log: Logger;
+  readonly guard: boolean;
+  readonly intervalMs?: number;
+  /** For tests: what applies a new configuration (default: the nft ruleset). */
+  readonly apply?: (config: RedirectConfig) => Promise<void>;
+}
+
+export function watchDestinationFile(w: WatchOptions): () => void {
+  const { path, config, log } = w;
+  const apply = w.apply ?? ((c: RedirectConfig) => applyRedirect(c, w.options, log, w.guard));
+  // Starting from what set-up applied (not from the first poll) means a change
+  // made between set-up's read and that poll is seen as a change.
+  let last = w.applied;
   let busy = false;
   const tick = async () => {
     if (busy) return;
@@ -22,11 +37,9 @@ export function watchDestinationFile(
     try {
       const text = await readFile(path, 'utf8').catch(() => undefined);
       if (text === undefined || text === last) return;
-      const first = last === undefined;
       last = text;
-      if (first) return; // the content set-up already applied
       const destinations = parseRedirectDestinations(text, config.source.family);
-      await applyRedirect({ ...config, destinations }, options, log, guard);
+      await apply({ ...config, destinations });
       log.info({ file: path, mappings: destinations.mappings.length, fallback: destinations.fallback }, 'destinations reloaded');
     } catch (e) {
       const msg = e instanceof ConfigError ? e.message : (e as Error).message;
@@ -36,6 +49,6 @@ export function watchDestinationFile(
     }
   };
   void tick();
-  const t = setInterval(() => void tick(), intervalMs);
+  const t = setInterval(() => void tick(), w.intervalMs ?? 2000);
   return () => clearInterval(t);
 }
