@@ -3,7 +3,7 @@
  * Each line becomes a TCP listener forwarding to that target.
  */
 import { die } from './errors.js';
-import { canonicalIp, ipFamily } from './ip.js';
+import { canonicalIp, DOTTED_QUAD_SHAPE, ipFamily } from './ip.js';
 import { isHostname, normaliseHostname } from './http-proxy.js';
 import { tokenize } from './lines.js';
 import { parsePort } from './port.js';
@@ -25,22 +25,34 @@ export function parseDnsProxyDestinations(value: string | undefined): DnsProxyFo
   const used = new Set<number>();
   for (const line of tokenize(value)) {
     const [port, target, remote, ...rest] = line.fields;
-    if (target === undefined || rest.length > 0) die(`Bad destination '${line.text}'`);
+    const bad: () => never = () => die(`Bad destination '${line.text}'`);
+    // The image's order: the line must have one of its forms (port words are
+    // digits, the target an address or name), else Bad destination; then the
+    // local port, the remote port, and last the port's uniqueness.
+    if (target === undefined || rest.length > 0 || !DIGITS.test(port!) || (remote !== undefined && !DIGITS.test(remote))) bad();
+    const parsed = parseTarget(target);
+    if (!parsed && !DOTTED_QUAD_SHAPE.test(target) && !IMAGE_NAME_SHAPE.test(target)) bad();
     const localPort = parsePort(port!);
+    const remotePort = remote === undefined ? localPort : parsePort(remote);
+    // A target of the image's shape that is no valid address or name.
+    if (!parsed) bad();
     if (used.has(localPort)) die(`Proxy port ${localPort} already used, must be unique for each destination`);
     used.add(localPort);
-    const remotePort = remote === undefined ? localPort : parsePort(remote);
-    out.push({ localPort, target: parseTarget(target, line.text), remotePort, text: line.text });
+    out.push({ localPort, target: parsed, remotePort, text: line.text });
   }
   if (out.length === 0) die('Must specify EGRESS_DNS_PROXY_DESTINATION');
   return out;
 }
 
-function parseTarget(s: string, text: string): DnsProxyTarget {
+const DIGITS = /^\d+$/;
+/** The image's DOMAINNAME_REGEX: a line of this shape is a name form, valid or not. */
+const IMAGE_NAME_SHAPE = /^[A-Za-z0-9][A-Za-z0-9-]+?\.[A-Za-z0-9.-]+$/;
+
+function parseTarget(s: string): DnsProxyTarget | undefined {
   const bare = s.replace(/^\[(.+)\]$/, '$1');
   const family = ipFamily(bare);
   if (family !== 0) return { kind: 'ip', address: canonicalIp(bare, family), family };
-  if (/^[\d.]+$/.test(s) || !isHostname(s)) die(`Bad destination '${text}'`);
+  if (/^[\d.]+$/.test(s) || !isHostname(s)) return undefined;
   return { kind: 'name', name: normaliseHostname(s) };
 }
 

@@ -12,6 +12,13 @@ export interface Cidr {
   readonly prefix: number;
 }
 
+/**
+ * The OpenShift scripts' IPv4 pattern: four runs of digits. It decides which
+ * form a line has; whether the address is valid is checked after the ports,
+ * as the image (where iptables or haproxy refused it) did.
+ */
+export const DOTTED_QUAD_SHAPE = /^\d+\.\d+\.\d+\.\d+$/;
+
 export function ipFamily(s: string): Family | 0 {
   // Node's isIPv6 accepts a zone ("fe80::1%eth0") that the rest of this module
   // would silently drop: refuse it rather than route via another interface.

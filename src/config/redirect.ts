@@ -3,7 +3,7 @@
  * Messages match the OpenShift egress-router script word for word.
  */
 import { die } from './errors.js';
-import { canonicalIp, ipFamily, parseCidr, type Family } from './ip.js';
+import { canonicalIp, DOTTED_QUAD_SHAPE, ipFamily, parseCidr, type Family } from './ip.js';
 import { tokenize } from './lines.js';
 import { parsePort } from './port.js';
 
@@ -65,15 +65,19 @@ export function parseRedirectDestinations(value: string | undefined, family: Fam
     if (fallback !== undefined) die('EGRESS_DESTINATION fallback IP must be the last line');
     const f = line.fields;
     const bad = (): never => die(`EGRESS_DESTINATION value '${line.text}' is invalid`);
+    // The image's order: the line's form first, then the remote port, the
+    // local port, the address itself, and last the port's uniqueness.
     if (f.length === 1) {
+      if (!ipShape(f[0]!)) bad();
       fallback = destinationIp(f[0]!, family, line.text);
       continue;
     }
-    if ((f.length !== 3 && f.length !== 4) || !/^\d+$/.test(f[0]!) || !/^(tcp|udp)$/.test(f[1]!)) bad();
+    if ((f.length !== 3 && f.length !== 4) || !/^\d+$/.test(f[0]!) || !/^(tcp|udp)$/.test(f[1]!) || !ipShape(f[2]!)) bad();
     if (f.length === 4 && !/^\d+$/.test(f[3]!)) bad();
-    const ip = destinationIp(f[2]!, family, line.text);
+    const remote = f.length === 4 ? parsePort(f[3]!) : undefined;
     const localPort = parsePort(f[0]!);
-    const remotePort = f.length === 4 ? parsePort(f[3]!) : localPort;
+    const remotePort = remote ?? localPort;
+    const ip = destinationIp(f[2]!, family, line.text);
     const protocol = f[1] as Protocol;
     // Keyed by protocol too: "53 tcp X" and "53 udp X" are distinct listeners.
     const key = `${protocol}/${localPort}`;
@@ -85,6 +89,11 @@ export function parseRedirectDestinations(value: string | undefined, family: Fam
   }
   if (mappings.length === 0 && fallback === undefined) die('EGRESS_DESTINATION unspecified');
   return fallback === undefined ? { mappings } : { mappings, fallback };
+}
+
+/** The image's IPv4 form, or (our extension) an IPv6 address. */
+function ipShape(s: string): boolean {
+  return DOTTED_QUAD_SHAPE.test(s) || ipFamily(s) === 6;
 }
 
 function destinationIp(s: string, family: Family, text: string): string {

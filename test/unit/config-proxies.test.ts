@@ -94,10 +94,27 @@ describe('EGRESS_DNS_PROXY_DESTINATION errors (exact text)', () => {
   it.each(['80', '80 example.com 81 82', '80 1.2.3', '80 999.1.1.1', '80 bad_name-', '80 *.example.com', '80 http://x'])('%j -> Bad destination', (line) => {
     expect(errorOf(() => dns(line))).toBe(`Bad destination '${line}'`);
   });
-  it.each([['0 example.com', '0'], ['65536 example.com', '65536'], ['http example.com', 'http'], ['80 example.com 70000', '70000']])(
+  it.each([['0 example.com', '0'], ['65536 example.com', '65536'], ['80 example.com 70000', '70000']])(
     '%j -> Invalid port', (line, n) => {
       expect(errorOf(() => dns(line))).toBe(`Invalid port: ${n}, must be in the range 1 to 65535`);
     });
+  // The image (egress-dns-proxy.sh) matches the line against its four forms
+  // (port words are digits, the target an address or name shape) and dies with
+  // Bad destination when none matches; only then validates the local port, the
+  // remote port, and last the port's uniqueness.
+  it.each([
+    ['abc example.com', "Bad destination 'abc example.com'"],
+    ['http example.com', "Bad destination 'http example.com'"],
+    ['-1 example.com', "Bad destination '-1 example.com'"],
+    ['80 example.com abc', "Bad destination '80 example.com abc'"],
+    ['70000 http://x', "Bad destination '70000 http://x'"],
+    ['70000 example.com', 'Invalid port: 70000, must be in the range 1 to 65535'],
+    ['0 example.com 70000', 'Invalid port: 0, must be in the range 1 to 65535'],
+    ['70000 999.1.1.1', 'Invalid port: 70000, must be in the range 1 to 65535'],
+    ['80 a.example.com\n80 b.example.com 70000', 'Invalid port: 70000, must be in the range 1 to 65535'],
+  ])('image order: %j -> %s', (v, msg) => {
+    expect(errorOf(() => dns(v))).toBe(msg);
+  });
   it('a local port used twice', () => {
     expect(errorOf(() => dns('80 a.example.com\n80 b.example.com 8080'))).toBe('Proxy port 80 already used, must be unique for each destination');
   });

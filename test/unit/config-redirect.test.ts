@@ -124,6 +124,20 @@ describe('EGRESS_DESTINATION errors (exact text)', () => {
     '%j -> Invalid port', (line, n) => {
       expect(errorOf(() => dest(line))).toBe(`Invalid port: ${n}, must be in the range 1 to 65535`);
     });
+  // The image (egress-router.sh) matches the line's form first (port words
+  // digits, protocol, an IPv4 shape), then validates the remote port, then the
+  // local port, then uniqueness; an address of the right shape that is not a
+  // valid address is ours to refuse, after the ports.
+  it.each([
+    ['0 tcp 203.0.113.1 70000', 'Invalid port: 70000, must be in the range 1 to 65535'],
+    ['70000 tcp 999.1.1.1', 'Invalid port: 70000, must be in the range 1 to 65535'],
+    ['80 tcp 999.1.1.1', "EGRESS_DESTINATION value '80 tcp 999.1.1.1' is invalid"],
+    ['70000 tcp 0x7f.0.0.1', "EGRESS_DESTINATION value '70000 tcp 0x7f.0.0.1' is invalid"],
+    ['80 tcp 127.1', "EGRESS_DESTINATION value '80 tcp 127.1' is invalid"],
+    ['80 tcp 203.0.113.1\n80 tcp 203.0.113.2 70000', 'Invalid port: 70000, must be in the range 1 to 65535'],
+  ])('image order: %j -> %s', (v, msg) => {
+    expect(errorOf(() => dest(v))).toBe(msg);
+  });
   it('a local port used twice on one protocol', () => {
     expect(errorOf(() => dest('80 tcp 203.0.113.1\n80 tcp 203.0.113.2 8080'))).toBe(
       'EGRESS_DESTINATION localport 80 is already used, must be unique for each destination');
