@@ -3,8 +3,8 @@
  * Each line becomes a TCP listener forwarding to that target.
  */
 import { die } from './errors.js';
-import { canonicalIp, DOTTED_QUAD_SHAPE, ipFamily } from './ip.js';
-import { isHostname, normaliseHostname } from './http-proxy.js';
+import { normaliseHost, parseIpLiteral } from './host.js';
+import { DOTTED_QUAD_SHAPE } from './ip.js';
 import { tokenize } from './lines.js';
 import { parsePort } from './port.js';
 
@@ -48,12 +48,16 @@ const DIGITS = /^\d+$/;
 /** The image's DOMAINNAME_REGEX: a line of this shape is a name form, valid or not. */
 const IMAGE_NAME_SHAPE = /^[A-Za-z0-9][A-Za-z0-9-]+?\.[A-Za-z0-9.-]+$/;
 
+/**
+ * An IP literal (the image's dotted quad, or IPv6 bare or in brackets) or a
+ * host name. A word whose last label is numeric is an IP to every resolver,
+ * never a DNS name: only plain literals are accepted as addresses here.
+ */
 function parseTarget(s: string): DnsProxyTarget | undefined {
-  const bare = s.replace(/^\[(.+)\]$/, '$1');
-  const family = ipFamily(bare);
-  if (family !== 0) return { kind: 'ip', address: canonicalIp(bare, family), family };
-  if (/^[\d.]+$/.test(s) || !isHostname(s)) return undefined;
-  return { kind: 'name', name: normaliseHostname(s) };
+  const ip = parseIpLiteral(s, true);
+  if (ip) return { kind: 'ip', address: ip.address, family: ip.family };
+  const h = normaliseHost(s);
+  return h?.kind === 'name' ? { kind: 'name', name: h.name } : undefined;
 }
 
 export function describeTarget(t: DnsProxyTarget): string {

@@ -1,6 +1,7 @@
 export * from './errors.js';
 export * from './env.js';
 export * from './ip.js';
+export * from './host.js';
 export * from './lines.js';
 export * from './mode.js';
 export * from './port.js';

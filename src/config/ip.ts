@@ -80,14 +80,23 @@ export function canonicalIp(address: string, family: Family): string {
 }
 
 /**
- * An address as the host it reaches: IPv4-mapped IPv6 (::ffff:a.b.c.d) is
- * that IPv4 address, so policies and allow-lists judge it as one.
+ * An address as the host it reaches: IPv4-mapped IPv6 (::ffff:a.b.c.d, in
+ * any spelling) is that IPv4 address, so policies, allow-lists and logs judge
+ * it as one. The one place `::ffff:` is stripped.
  */
 export function unmapIp(address: string, family: Family): { address: string; family: Family } {
   if (family === 4) return { address, family: 4 };
+  // What a dual-stack socket reports for every IPv4 peer: no bigint on that path.
+  if (address.startsWith('::ffff:') && isIPv4(address.slice(7))) return { address: address.slice(7), family: 4 };
   const n = ipToBigInt(address, 6);
   if (n >> 32n === 0xffffn) return { address: bigIntToIp(n & 0xffffffffn, 4), family: 4 };
   return { address: canonicalIp(address, 6), family: 6 };
+}
+
+/** unmapIp for an address of unknown family (a socket's peer); anything else unchanged. */
+export function unmapText(address: string): string {
+  const family = ipFamily(address);
+  return family === 0 ? address : unmapIp(address, family).address;
 }
 
 function expandIPv6(address: string): number[] {

@@ -4,6 +4,7 @@
  */
 import { die } from './errors.js';
 import { canonicalIp, DOTTED_QUAD_SHAPE, ipFamily, parseCidr, type Family } from './ip.js';
+import { parseIpLiteral } from './host.js';
 import { tokenize } from './lines.js';
 import { parsePort } from './port.js';
 
@@ -97,12 +98,11 @@ function ipShape(s: string): boolean {
 }
 
 function destinationIp(s: string, family: Family, text: string): string {
-  const f = ipFamily(s);
-  if (f === 0) die(`EGRESS_DESTINATION value '${text}' is invalid`);
-  if (f !== family) {
-    die(`EGRESS_DESTINATION value '${text}' is IPv${f} but EGRESS_SOURCE is IPv${family}`);
+  const ip = parseIpLiteral(s) ?? die(`EGRESS_DESTINATION value '${text}' is invalid`);
+  if (ip.family !== family) {
+    die(`EGRESS_DESTINATION value '${text}' is IPv${ip.family} but EGRESS_SOURCE is IPv${family}`);
   }
-  return canonicalIp(s, f);
+  return ip.address;
 }
 
 export function parseRedirectConfig(env: {

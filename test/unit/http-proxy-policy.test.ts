@@ -5,7 +5,8 @@
 import { describe, expect, it } from 'vitest';
 import { parseHttpProxyDestinations } from '../../src/config/http-proxy.js';
 import { compilePolicy, decideHost, decideName, decideNameEarly, denialText } from '../../src/engines/http-proxy/policy.js';
-import { normaliseHost, parseAbsoluteUrl, parseAuthority, parseInetAton } from '../../src/engines/http-proxy/target.js';
+import { parseAbsoluteUrl, parseAuthority } from '../../src/engines/http-proxy/target.js';
+import { normaliseHost, parseInetAton } from '../../src/config/host.js';
 
 const policy = (s: string) => compilePolicy(parseHttpProxyDestinations(s));
 const v4 = (address: string) => ({ address, family: 4 as const });

@@ -9,7 +9,7 @@ import { parseHttpProxyDestinations } from '../../src/config/http-proxy.js';
 import { compilePolicy } from '../../src/engines/http-proxy/policy.js';
 import { route } from '../../src/engines/http-proxy/route.js';
 import { DEFAULT_LIMITS, type Runtime } from '../../src/engines/http-proxy/runtime.js';
-import { normaliseHost } from '../../src/engines/http-proxy/target.js';
+import { normaliseHost } from '../../src/config/host.js';
 
 // A small world so that random rules and targets collide often.
 const NAMES = ['ex', 'a.ex', 'b.ex', 'a.b.ex', 'b', 'a.b', 'aex'];

@@ -4,6 +4,7 @@
  * on the next address and log what happened, which the kernel path cannot.
  */
 import net from 'node:net';
+import { unmapText } from '../../config/ip.js';
 import type { Logger } from '../../observe/log.js';
 import type { DnsProxyOptions } from './options.js';
 import type { AddressPool } from './pool.js';
@@ -64,7 +65,7 @@ export class UserspaceListener {
     const tried = new Set<string>();
     // getpeername is a syscall, and unreadable once the socket is closed: only
     // taken up front when every connection is logged.
-    const peer = () => `${client.remoteAddress?.replace(/^::ffff:/, '')}:${client.remotePort}`;
+    const peer = () => `${unmapText(client.remoteAddress ?? '?')}:${client.remotePort}`;
     const who = this.o.debug ? peer() : '';
     let chosen: string | undefined;
     let upstream: net.Socket | undefined;

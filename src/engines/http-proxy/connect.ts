@@ -11,7 +11,8 @@ import { denialText } from './policy.js';
 import type { Address } from '../../dns/lookup.js';
 import { route } from './route.js';
 import type { Runtime } from './runtime.js';
-import { hostText, parseAuthority } from './target.js';
+import { hostText } from '../../config/host.js';
+import { parseAuthority } from './target.js';
 import { downloadTo, TUNNEL_HWM } from './pump.js';
 import { logEnd, type RequestLog } from './logline.js';
 

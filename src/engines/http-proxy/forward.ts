@@ -12,7 +12,8 @@ import { MAX_ATTEMPTS } from './connect.js';
 import type { Address } from '../../dns/lookup.js';
 import { route, type Route } from './route.js';
 import type { Runtime } from './runtime.js';
-import { hostText, parseAbsoluteUrl, type AbsoluteUrl } from './target.js';
+import { hostText } from '../../config/host.js';
+import { parseAbsoluteUrl, type AbsoluteUrl } from './target.js';
 import type { Exchange } from './front.js';
 import { logEnd, type RequestLog } from './logline.js';
 

@@ -1,5 +1,6 @@
 /** One log line per request or tunnel, written when it ends. */
 import type { Socket } from 'node:net';
+import { unmapText } from '../../config/ip.js';
 import type { Runtime } from './runtime.js';
 
 export interface RequestLog {
@@ -14,9 +15,8 @@ export interface RequestLog {
 }
 
 export function clientAddress(s: Socket): string {
-  const a = s.remoteAddress ?? '?';
   // A dual-stack listener reports IPv4 clients as ::ffff:a.b.c.d.
-  return a.startsWith('::ffff:') && a.includes('.') ? a.slice(7) : a;
+  return unmapText(s.remoteAddress ?? '?');
 }
 
 export function logEnd(rt: Runtime, l: RequestLog, status: number, bytesIn: number, bytesOut: number): void {

@@ -7,7 +7,7 @@
  */
 import { ipToBigInt, type Family } from '../../config/ip.js';
 import type { HttpPolicy, HttpRule } from '../../config/http-proxy.js';
-import type { Host } from './target.js';
+import type { Host } from '../../config/host.js';
 
 export interface Decision {
   readonly allow: boolean;
