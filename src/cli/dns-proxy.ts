@@ -5,7 +5,7 @@
 import type { Command } from 'commander';
 import { parseDnsProxyDestinations } from '../config/dns-proxy.js';
 import { destinationValue } from '../config/env.js';
-import { dnsProxyOptions, DNS_PROXY_ENV } from '../engines/dns-proxy/options.js';
+import { dnsProxyOptions, DNS_PROXY_ENV } from '../config/dns-proxy-options.js';
 import { envHelp, type CliContext } from './context.js';
 
 export function registerDnsProxy(program: Command, ctx: () => CliContext): void {

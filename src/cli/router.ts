@@ -10,7 +10,7 @@ import { parseMode, type Mode } from '../config/mode.js';
 import { parseGateway, parseRedirectConfig, parseSource } from '../config/redirect.js';
 import { parseHttpProxyDestinations, describeHttpPolicy } from '../config/http-proxy.js';
 import { parseDnsProxyDestinations, describeDnsProxy } from '../config/dns-proxy.js';
-import { OPTION_VARS, parseOptions } from '../plan/options.js';
+import { OPTION_VARS, parseOptions } from '../config/options.js';
 import { describeOp, networkPlan } from '../plan/network.js';
 import { redirectTable } from '../plan/redirect.js';
 import { ruleCount, toReplaceBatch, toText } from '../plan/nft.js';

@@ -10,7 +10,7 @@
 import type { Mode } from '../config/mode.js';
 import type { Source } from '../config/redirect.js';
 import { cidrContains, networkOf } from '../config/ip.js';
-import type { RouterOptions } from './options.js';
+import type { RouterOptions } from '../config/options.js';
 
 export const MAIN_TABLE = 254;
 export const RULE_PRIORITY = 6900;

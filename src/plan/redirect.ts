@@ -8,7 +8,7 @@
  * does not become an open router.
  */
 import type { RedirectConfig } from '../config/redirect.js';
-import type { RouterOptions } from './options.js';
+import type { RouterOptions } from '../config/options.js';
 import * as n from './nft.js';
 
 export interface RedirectPlanInput {

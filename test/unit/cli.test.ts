@@ -10,7 +10,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parseRedirectConfig } from '../../src/config/redirect.js';
-import { parseOptions } from '../../src/plan/options.js';
+import { parseOptions } from '../../src/config/options.js';
 import { redirectTable } from '../../src/plan/redirect.js';
 import { toReplaceBatch, toText } from '../../src/plan/nft.js';
 import { BIN, ensureBuilt } from './dist.js';

@@ -9,7 +9,7 @@ import { afterAll, describe, expect, it } from 'vitest';
 import { tokenize } from '../../src/config/lines.js';
 import { MODES, parseMode } from '../../src/config/mode.js';
 import { destinationValue, resolveFiles } from '../../src/config/env.js';
-import { DEFAULT_OPTIONS, parseOptions } from '../../src/plan/options.js';
+import { DEFAULT_OPTIONS, parseOptions } from '../../src/config/options.js';
 import { parseRedirectDestinations, parseSource } from '../../src/config/redirect.js';
 import { parseHttpProxyDestinations } from '../../src/config/http-proxy.js';
 import { parseDnsProxyDestinations } from '../../src/config/dns-proxy.js';

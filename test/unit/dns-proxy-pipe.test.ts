@@ -4,7 +4,7 @@ import net from 'node:net';
 import { PassThrough } from 'node:stream';
 import { afterEach, describe, expect, it } from 'vitest';
 import { startDnsProxy, type DnsProxy } from '../../src/engines/dns-proxy/index.js';
-import { dnsProxyOptions } from '../../src/engines/dns-proxy/options.js';
+import { dnsProxyOptions } from '../../src/config/dns-proxy-options.js';
 import { parseDnsProxyDestinations } from '../../src/config/dns-proxy.js';
 import { createLogger } from '../../src/observe/log.js';
 

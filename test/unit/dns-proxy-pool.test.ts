@@ -1,7 +1,7 @@
 // AddressPool (spreading, down marks, back-off) and the kernel path's nft table.
 import { describe, expect, it } from 'vitest';
 import { AddressPool } from '../../src/engines/dns-proxy/pool.js';
-import { dnsProxyOptions } from '../../src/engines/dns-proxy/options.js';
+import { dnsProxyOptions } from '../../src/config/dns-proxy-options.js';
 import { dnsProxyTable } from '../../src/plan/nft-dns-proxy.js';
 import { toReplaceBatch, toText } from '../../src/plan/nft.js';
 

@@ -6,7 +6,7 @@
 import { describe, expect, it } from 'vitest';
 import { parseGateway, parseSource } from '../../src/config/redirect.js';
 import type { Mode } from '../../src/config/mode.js';
-import { parseOptions } from '../../src/plan/options.js';
+import { parseOptions } from '../../src/config/options.js';
 import { describeOp, networkPlan } from '../../src/plan/network.js';
 
 function plan(src: string, gw: string, env: Record<string, string> = {}, mode: Mode = 'legacy') {

@@ -5,7 +5,7 @@
  */
 import { describe, expect, it } from 'vitest';
 import { parseRedirectConfig } from '../../src/config/redirect.js';
-import { parseOptions } from '../../src/plan/options.js';
+import { parseOptions } from '../../src/config/options.js';
 import { redirectTable } from '../../src/plan/redirect.js';
 import { ruleCount, toReplaceBatch, toText } from '../../src/plan/nft.js';
 

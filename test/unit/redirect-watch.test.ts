@@ -9,7 +9,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { parseRedirectConfig, type RedirectConfig } from '../../src/config/redirect.js';
-import { parseOptions } from '../../src/plan/options.js';
+import { parseOptions } from '../../src/config/options.js';
 import { createLogger } from '../../src/observe/log.js';
 import { watchDestinationFile } from '../../src/engines/redirect/watch.js';
 

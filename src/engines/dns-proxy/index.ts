@@ -9,7 +9,7 @@ import type { Logger } from '../../observe/log.js';
 import { readResolvConf, type ResolvConf } from '../../dns/resolv-conf.js';
 import { Watcher } from '../../dns/watcher.js';
 import { AddressPool } from './pool.js';
-import type { DnsProxyOptions } from './options.js';
+import type { DnsProxyOptions } from '../../config/dns-proxy-options.js';
 import { UserspaceListener } from './userspace.js';
 import { KernelPath } from './kernel.js';
 

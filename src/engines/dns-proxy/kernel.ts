@@ -13,7 +13,7 @@ import { applyNft } from '../../apply/nft.js';
 import { toDeleteBatch, toReplaceBatch, toText } from '../../plan/nft.js';
 import { dnsProxyTable, DNS_PROXY_TABLE, type KernelForward } from '../../plan/nft-dns-proxy.js';
 import type { AddressPool } from './pool.js';
-import type { DnsProxyOptions } from './options.js';
+import type { DnsProxyOptions } from '../../config/dns-proxy-options.js';
 
 export class KernelPath {
   private readonly dead = new Set<string>();

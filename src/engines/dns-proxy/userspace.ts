@@ -6,7 +6,7 @@
 import net from 'node:net';
 import { unmapText } from '../../config/ip.js';
 import type { Logger } from '../../observe/log.js';
-import type { DnsProxyOptions } from './options.js';
+import type { DnsProxyOptions } from '../../config/dns-proxy-options.js';
 import type { AddressPool } from './pool.js';
 
 export interface Listener {

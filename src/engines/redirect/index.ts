@@ -5,7 +5,7 @@
  */
 import type { RedirectConfig } from '../../config/redirect.js';
 import type { Logger } from '../../observe/log.js';
-import type { RouterOptions } from '../../plan/options.js';
+import type { RouterOptions } from '../../config/options.js';
 import { FORWARD_GUARD_CHAIN, redirectTable } from '../../plan/redirect.js';
 import { ruleCount, toReplaceBatch } from '../../plan/nft.js';
 import { applyNft, nftHas } from '../../apply/nft.js';

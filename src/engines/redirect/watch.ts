@@ -8,7 +8,7 @@ import { readFile } from 'node:fs/promises';
 import { ConfigError } from '../../config/errors.js';
 import { parseRedirectDestinations, type RedirectConfig } from '../../config/redirect.js';
 import type { Logger } from '../../observe/log.js';
-import type { RouterOptions } from '../../plan/options.js';
+import type { RouterOptions } from '../../config/options.js';
 import { applyRedirect } from './index.js';
 
 export interface WatchOptions {

@@ -1,8 +1,8 @@
 /**
  * The DNS proxy's settings from the environment, beyond the destination list.
  */
-import type { Env } from '../../config/env.js';
-import { die } from '../../config/errors.js';
+import type { Env } from './env.js';
+import { die } from './errors.js';
 
 export type DataPath = 'kernel' | 'userspace';
 

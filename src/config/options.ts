@@ -2,8 +2,8 @@
  * Deployment options beyond the OpenShift contract, with defaults that make
  * the daemon behave exactly like the image in a pod.
  */
-import { die } from '../config/errors.js';
-import type { Env } from '../config/env.js';
+import { die } from './errors.js';
+import type { Env } from './env.js';
 
 export type Placement = 'pod' | 'host';
 
