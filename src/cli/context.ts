@@ -28,3 +28,21 @@ export function envHelp(vars: Record<string, string>): string {
   const w = Math.max(...Object.keys(vars).map((k) => k.length));
   return '\nEnvironment variables:\n' + Object.entries(vars).map(([k, v]) => `  ${k.padEnd(w)}  ${v}`).join('\n') + '\n';
 }
+
+/**
+ * A command's flags merged into the environment (a flag wins over its
+ * variable), so the part's config function reads one source; `from` maps each
+ * variable a flag set to that flag, for messages naming what was typed.
+ */
+export function withFlags<K extends string>(env: Env, table: Readonly<Record<K, readonly [string, string]>>, flags: Partial<Record<K, string>>): { env: Env; from: Record<string, string> } {
+  const out: Record<string, string | undefined> = { ...env };
+  const from: Record<string, string> = {};
+  for (const k of Object.keys(table) as K[]) {
+    const v = flags[k];
+    if (v === undefined) continue;
+    const [flag, name] = table[k];
+    out[name] = v;
+    from[name] = flag;
+  }
+  return { env: out, from };
+}

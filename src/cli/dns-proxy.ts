@@ -3,9 +3,7 @@
  * resolved (issue 5). Runs until SIGTERM/SIGINT, then removes what it set up.
  */
 import type { Command } from 'commander';
-import { parseDnsProxyDestinations } from '../config/dns-proxy.js';
-import { destinationValue } from '../config/env.js';
-import { dnsProxyOptions, DNS_PROXY_ENV } from '../config/dns-proxy-options.js';
+import { dnsProxyConfig, DNS_PROXY_VARS } from '../config/dns-proxy-options.js';
 import { envHelp, type CliContext } from './context.js';
 
 export function registerDnsProxy(program: Command, ctx: () => CliContext): void {
@@ -14,15 +12,14 @@ export function registerDnsProxy(program: Command, ctx: () => CliContext): void 
     .description('forward TCP ports to IPs or DNS names (EGRESS_DNS_PROXY_DESTINATION), re-resolving names as their TTL expires')
     .option('--mode <path>', "data path: 'userspace' or 'kernel' (overrides EGRESS_DNS_PROXY_MODE)")
     .option('--debug', 'log every connection and address change (as EGRESS_DNS_PROXY_DEBUG=1)')
-    .addHelpText('after', envHelp(DNS_PROXY_ENV))
+    .addHelpText('after', envHelp(DNS_PROXY_VARS))
     .action(async (opts: { mode?: string; debug?: boolean }) => {
       const c = ctx();
       const env = { ...c.env };
       if (opts.mode) env.EGRESS_DNS_PROXY_MODE = opts.mode;
       if (opts.debug) env.EGRESS_DNS_PROXY_DEBUG = '1';
-      // Config errors exit 1 with one line here, before anything is set up.
-      const forwards = parseDnsProxyDestinations(destinationValue(env, 'EGRESS_DNS_PROXY_DESTINATION'));
-      const options = dnsProxyOptions(env);
+      // The same function `check dns-proxy` calls: config errors exit 1 with one line here, before anything is set up.
+      const { forwards, options } = dnsProxyConfig(env);
       const log = c.logger(options.debug ? 'debug' : 'warn');
       const { startDnsProxy } = await import('../engines/dns-proxy/index.js');
       const proxy = await startDnsProxy({ forwards, options, log });

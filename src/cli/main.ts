@@ -5,6 +5,7 @@ import { contextFrom } from './context.js';
 import { registerRouter } from './router.js';
 import { registerHttpProxy } from './http-proxy.js';
 import { registerDnsProxy } from './dns-proxy.js';
+import { registerCheck } from './check.js';
 
 export async function main(argv: readonly string[], env: NodeJS.ProcessEnv): Promise<void> {
   const program = new Command('egress-router')
@@ -13,6 +14,7 @@ export async function main(argv: readonly string[], env: NodeJS.ProcessEnv): Pro
     .showHelpAfterError(false);
   const ctx = () => contextFrom(program, env);
   registerRouter(program, ctx);
+  registerCheck(program, ctx);
   registerHttpProxy(program, ctx);
   registerDnsProxy(program, ctx);
   try {

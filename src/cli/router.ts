@@ -1,47 +1,20 @@
 /**
  * The router commands: the image's entrypoint behaviour (run by
- * EGRESS_ROUTER_MODE), `render` and `check`. Wiring only: parsing is in
- * config/, plans in plan/, side effects in apply/ and engines/.
+ * EGRESS_ROUTER_MODE) and `render`. Wiring only: parsing is in config/,
+ * plans in plan/, side effects in apply/ and engines/.
  */
 import { spawnSync } from 'node:child_process';
 import type { Command } from 'commander';
-import { resolveFiles, type Env } from '../config/env.js';
-import { parseMode, type Mode } from '../config/mode.js';
-import { parseGateway, parseRedirectConfig, parseSource } from '../config/redirect.js';
-import { parseHttpProxyDestinations, describeHttpPolicy } from '../config/http-proxy.js';
-import { parseDnsProxyDestinations, describeDnsProxy } from '../config/dns-proxy.js';
-import { OPTION_VARS, parseOptions } from '../config/options.js';
+import type { RouterOptions } from '../config/options.js';
+import type { RedirectConfig } from '../config/redirect.js';
+import { renderConfig, routerConfig, ROUTER_VARS } from '../config/router.js';
 import { describeOp, networkPlan } from '../plan/network.js';
 import { redirectTable } from '../plan/redirect.js';
-import { ruleCount, toReplaceBatch, toText } from '../plan/nft.js';
+import { toReplaceBatch, toText } from '../plan/nft.js';
 import { envHelp, type CliContext } from './context.js';
 
-export const ROUTER_VARS: Record<string, string> = {
-  EGRESS_ROUTER_MODE: 'init | legacy (default) | http-proxy | dns-proxy | unit-test',
-  EGRESS_SOURCE: 'the egress IP, IP or IP/len, put on macvlan0',
-  EGRESS_GATEWAY: 'the gateway of the egress network',
-  EGRESS_DESTINATION: 'redirect lines: "<port> <tcp|udp> <ip> [<remote_port>]", last line may be a fallback "<ip>"',
-  EGRESS_DESTINATION_FILE: 'read EGRESS_DESTINATION from this file instead (a mounted ConfigMap)',
-  EGRESS_ROUTER_DEBUG: 'set to log debug detail',
-  ...OPTION_VARS,
-};
-
-/** What the router part reads and validates, for a given mode. */
-function routerConfig(env: Env, mode: Mode) {
-  const options = parseOptions(env);
-  if (mode === 'http-proxy' || mode === 'dns-proxy') {
-    // These modes only set up the network; EGRESS_DESTINATION is not read.
-    const source = parseSource(env.EGRESS_SOURCE);
-    return { mode, options, source, gateway: parseGateway(env.EGRESS_GATEWAY, source), redirect: undefined, destinationText: undefined };
-  }
-  const files = resolveFiles(env);
-  const redirect = parseRedirectConfig(files);
-  return { mode, options, source: redirect.source, gateway: redirect.gateway, redirect, destinationText: files.EGRESS_DESTINATION };
-}
-
-function renderText(env: Env, json: boolean): string {
-  const cfg = parseRedirectConfig(resolveFiles(env));
-  const table = redirectTable({ config: cfg, options: parseOptions(env) });
+function renderText({ redirect, options }: { redirect: RedirectConfig; options: RouterOptions }, json: boolean): string {
+  const table = redirectTable({ config: redirect, options });
   return json ? JSON.stringify(toReplaceBatch(table), null, 2) + '\n' : toText(table);
 }
 
@@ -52,10 +25,11 @@ export function registerRouter(program: Command, ctx: () => CliContext): void {
     .addHelpText('after', envHelp(ROUTER_VARS))
     .action(async () => {
       const c = ctx();
-      const mode = parseMode(c.env.EGRESS_ROUTER_MODE);
-      if (mode === 'unit-test') return void process.stdout.write(renderText(c.env, false));
-      const cfg = routerConfig(c.env, mode);
-      const log = c.logger(c.env.EGRESS_ROUTER_DEBUG ? 'debug' : 'info');
+      // The same function `check` calls: every bad variable fails here, before anything is touched.
+      const cfg = routerConfig(c.env);
+      const mode = cfg.mode;
+      if (mode === 'unit-test') return void process.stdout.write(renderText({ redirect: cfg.redirect!, options: cfg.options }, false));
+      const log = c.logger(cfg.debug ? 'debug' : 'info');
       log.info({ mode, placement: cfg.options.placement, source: cfg.source.address, gateway: cfg.gateway }, 'egress-router starting');
       // The apply layer (netlink, nft) loads only for commands that apply.
       const [{ applyNetwork }, { applyRedirect, checkHostIpv6Forwarding, needsForwardGuard }, { watchDestinationFile }] = await Promise.all([
@@ -71,7 +45,9 @@ export function registerRouter(program: Command, ctx: () => CliContext): void {
       log.info({ mode }, 'set-up complete');
       if (mode !== 'legacy') return;
       const file = c.env.EGRESS_DESTINATION_FILE;
-      const unwatch = file && cfg.redirect ? watchDestinationFile({ path: file, applied: cfg.destinationText ?? '', config: cfg.redirect, options: cfg.options, log, guard }) : () => {};
+      const unwatch = file && cfg.redirect
+        ? watchDestinationFile({ path: file, applied: cfg.destinationText ?? '', config: cfg.redirect, options: cfg.options, log, guard })
+        : () => {};
       await new Promise<void>((resolve) => {
         const keep = setInterval(() => {}, 1 << 30);
         const stop = (sig: string) => { log.info({ signal: sig }, 'exiting'); clearInterval(keep); unwatch(); net.stop(); resolve(); };
@@ -88,54 +64,13 @@ export function registerRouter(program: Command, ctx: () => CliContext): void {
     .addHelpText('after', envHelp(ROUTER_VARS))
     .action((o: { json?: boolean; network?: boolean }) => {
       const env = ctx().env;
-      process.stdout.write(renderText(env, !!o.json));
+      process.stdout.write(renderText(renderConfig(env), !!o.json));
       if (o.network) {
-        const cfg = routerConfig(env, parseMode(env.EGRESS_ROUTER_MODE));
+        const cfg = routerConfig(env);
         const ops = networkPlan({ source: cfg.source, gateway: cfg.gateway, mode: cfg.mode, options: cfg.options });
         process.stdout.write('\n' + ops.map((op) => `# ${describeOp(op)}`).join('\n') + '\n');
       }
     });
-
-  program
-    .command('check')
-    .argument('[part]', 'router | http-proxy | dns-proxy (default: router)', 'router')
-    .description('validate the variables a part reads; print a summary, or the first error and exit 1')
-    .addHelpText('after', envHelp({
-      ...ROUTER_VARS,
-      EGRESS_HTTP_PROXY_DESTINATION: 'http-proxy rules', EGRESS_HTTP_PROXY_DESTINATION_FILE: 'read them from this file instead',
-      EGRESS_DNS_PROXY_DESTINATION: 'dns-proxy forwards', EGRESS_DNS_PROXY_DESTINATION_FILE: 'read them from this file instead',
-    }))
-    .action((part: string) => {
-      const env = ctx().env;
-      process.stdout.write(checkSummary(env, part).join('\n') + '\n');
-    });
-}
-
-export function checkSummary(env: Env, part: string): string[] {
-  const files = resolveFiles(env);
-  if (part === 'http-proxy') {
-    const p = parseHttpProxyDestinations(files.EGRESS_HTTP_PROXY_DESTINATION);
-    return ['http-proxy: configuration OK', `policy (${p.rules.length} rules, first match wins):`, ...describeHttpPolicy(p).map((l) => '  ' + l)];
-  }
-  if (part === 'dns-proxy') {
-    const f = parseDnsProxyDestinations(files.EGRESS_DNS_PROXY_DESTINATION);
-    return ['dns-proxy: configuration OK', `${f.length} TCP listener(s):`, ...describeDnsProxy(f).map((l) => '  ' + l)];
-  }
-  if (part !== 'router') throw new Error(`Unknown part '${part}', must be router, http-proxy or dns-proxy`);
-  const mode = parseMode(env.EGRESS_ROUTER_MODE);
-  const cfg = routerConfig(env, mode);
-  const out = [`router: configuration OK (mode ${mode}, placement ${cfg.options.placement})`,
-    `egress source ${cfg.source.address}${cfg.source.prefix ? '/' + cfg.source.prefix : ''} on ${cfg.options.macvlan}, gateway ${cfg.gateway}`];
-  if (cfg.redirect) {
-    const d = cfg.redirect.destinations;
-    for (const m of d.mappings) out.push(`  ${m.protocol} port ${m.localPort} -> ${m.ip}:${m.remotePort}`);
-    out.push(d.fallback ? `  every other port -> ${d.fallback}` : '  every other port: refused');
-    const t = redirectTable({ config: cfg.redirect, options: cfg.options });
-    out.push(`nftables: table ${t.family} ${t.name}, ${ruleCount(t)} rules`);
-  }
-  const ops = networkPlan({ source: cfg.source, gateway: cfg.gateway, mode, options: cfg.options });
-  out.push('network:', ...ops.map((o) => '  ' + describeOp(o)));
-  return out;
 }
 
 /** macvlan0 was created into another namespace: continue set-up there. */

@@ -1,8 +1,13 @@
 /**
- * The DNS proxy's settings from the environment, beyond the destination list.
+ * The DNS proxy part's configuration from the environment: the destination
+ * lines (grammar in dns-proxy.ts) and the engine's settings. `dnsProxyConfig`
+ * is what both `dns-proxy` and `check dns-proxy` call, so they agree.
  */
-import type { Env } from './env.js';
+import { parseDnsProxyDestinations, type DnsProxyForward } from './dns-proxy.js';
+import { destinationValue, type Env } from './env.js';
 import { die } from './errors.js';
+import { parseInteger, parseSeconds } from './int.js';
+import { bindAddress, parsePlacement, type Placement } from './placement.js';
 
 export type DataPath = 'kernel' | 'userspace';
 
@@ -20,11 +25,18 @@ export interface DnsProxyOptions {
   readonly healthIntervalMs: number;
 }
 
-export const DNS_PROXY_ENV: Record<string, string> = {
+export interface DnsProxyConfig {
+  readonly placement: Placement;
+  readonly forwards: readonly DnsProxyForward[];
+  readonly options: DnsProxyOptions;
+}
+
+/** The --help table of `dns-proxy`: every variable this part reads. */
+export const DNS_PROXY_VARS: Record<string, string> = {
   EGRESS_DNS_PROXY_DESTINATION: "'<port> <ip-or-name> [<remote_port>]' per line",
   EGRESS_DNS_PROXY_DESTINATION_FILE: 'read the destination lines from this file instead',
-  EGRESS_DNS_PROXY_MODE: "'kernel' (nft DNAT, default in pod placement), 'userspace' (default in host placement or with EGRESS_DNS_PROXY_DEBUG=1)",
-  EGRESS_DNS_PROXY_DEBUG: "'1': one line per connection and per changed address set",
+  EGRESS_DNS_PROXY_MODE: "'kernel' (nft DNAT, default in pod placement), 'userspace' (default in host placement or with EGRESS_DNS_PROXY_DEBUG=1); flag --mode",
+  EGRESS_DNS_PROXY_DEBUG: "'1': one line per connection and per changed address set; flag --debug",
   EGRESS_DNS_PROXY_IPV6: "'1': use AAAA records for names without A records",
   EGRESS_DNS_PROXY_CONNECT_TIMEOUT: 'seconds to connect to a remote address (default 10)',
   EGRESS_DNS_PROXY_IDLE_TIMEOUT: 'seconds without traffic before a connection is closed (default 3600, 0 = never)',
@@ -33,20 +45,32 @@ export const DNS_PROXY_ENV: Record<string, string> = {
   EGRESS_DNS_PROXY_TTL_MAX: 'ceiling of the re-resolution interval, seconds (default 60)',
   EGRESS_DNS_PROXY_HEALTH_INTERVAL: 'kernel path: seconds between health checks (default 2)',
   EGRESS_PLACEMENT: "'pod' (default) or 'host' (outbound connections bind EGRESS_SOURCE)",
-  EGRESS_SOURCE: 'the egress source IP (bound in host placement)',
+  EGRESS_SOURCE: 'the egress source IP (IP or IP/len), bound in host placement',
 };
 
-function num(env: Env, name: string, def: number, min: number): number {
+function seconds(env: Env, name: string, def: number, min: number): number {
   const v = env[name];
   if (v === undefined || v === '') return def;
-  const n = Number(v);
-  if (!Number.isFinite(n) || n < min) die(`${name} '${v}' is invalid, must be a number >= ${min}`);
-  return n;
+  return parseSeconds(v, min) ?? die(`${name} '${v}' is invalid, must be a number >= ${min}`);
 }
 
-export function dnsProxyOptions(env: Env): DnsProxyOptions {
-  const placement = env.EGRESS_PLACEMENT || 'pod';
-  const debug = env.EGRESS_DNS_PROXY_DEBUG === '1' || env.EGRESS_DNS_PROXY_DEBUG === 'true';
+function count(env: Env, name: string, def: number, min: number): number {
+  const v = env[name];
+  if (v === undefined || v === '') return def;
+  return parseInteger(v, min, Number.MAX_SAFE_INTEGER) ?? die(`${name} '${v}' is invalid, must be a number >= ${min}`);
+}
+
+const flag = (v: string | undefined) => v === '1' || v === 'true';
+
+/** The part's whole configuration; the destinations first, as the image checks them first. */
+export function dnsProxyConfig(env: Env): DnsProxyConfig {
+  const forwards = parseDnsProxyDestinations(destinationValue(env, 'EGRESS_DNS_PROXY_DESTINATION'));
+  const placement = parsePlacement(env);
+  return { placement, forwards, options: dnsProxyOptions(env, placement) };
+}
+
+export function dnsProxyOptions(env: Env, placement: Placement = parsePlacement(env)): DnsProxyOptions {
+  const debug = flag(env.EGRESS_DNS_PROXY_DEBUG);
   // Kernel by default: measured (bench/dns-proxy.mjs) at 2x+ haproxy's
   // throughput where user space is below it. User space where the kernel
   // path cannot do the job: host placement (DNAT there would capture the
@@ -54,17 +78,17 @@ export function dnsProxyOptions(env: Env): DnsProxyOptions {
   const mode = env.EGRESS_DNS_PROXY_MODE || (placement === 'host' || debug ? 'userspace' : 'kernel');
   if (mode !== 'kernel' && mode !== 'userspace') die(`EGRESS_DNS_PROXY_MODE '${mode}' is invalid, must be 'userspace' or 'kernel'`);
   if (mode === 'kernel' && placement === 'host') die("EGRESS_DNS_PROXY_MODE 'kernel' needs EGRESS_PLACEMENT 'pod'");
-  const minTtl = num(env, 'EGRESS_DNS_PROXY_TTL_MIN', 2, 1);
+  const minTtl = seconds(env, 'EGRESS_DNS_PROXY_TTL_MIN', 2, 1);
   return {
     dataPath: mode,
     debug,
-    ipv6: env.EGRESS_DNS_PROXY_IPV6 === '1' || env.EGRESS_DNS_PROXY_IPV6 === 'true',
-    connectTimeoutMs: num(env, 'EGRESS_DNS_PROXY_CONNECT_TIMEOUT', 10, 0.1) * 1000,
-    idleTimeoutMs: num(env, 'EGRESS_DNS_PROXY_IDLE_TIMEOUT', 3600, 0) * 1000,
-    maxConnections: num(env, 'EGRESS_DNS_PROXY_MAX_CONNECTIONS', 10_000, 1),
+    ipv6: flag(env.EGRESS_DNS_PROXY_IPV6),
+    connectTimeoutMs: seconds(env, 'EGRESS_DNS_PROXY_CONNECT_TIMEOUT', 10, 0.1) * 1000,
+    idleTimeoutMs: seconds(env, 'EGRESS_DNS_PROXY_IDLE_TIMEOUT', 3600, 0) * 1000,
+    maxConnections: count(env, 'EGRESS_DNS_PROXY_MAX_CONNECTIONS', 10_000, 1),
     minTtl,
-    maxTtl: num(env, 'EGRESS_DNS_PROXY_TTL_MAX', 60, minTtl),
-    bindSource: placement === 'host' && env.EGRESS_SOURCE ? env.EGRESS_SOURCE.replace(/\/.*$/, '') : undefined,
-    healthIntervalMs: num(env, 'EGRESS_DNS_PROXY_HEALTH_INTERVAL', 2, 0.1) * 1000,
+    maxTtl: seconds(env, 'EGRESS_DNS_PROXY_TTL_MAX', 60, minTtl),
+    bindSource: bindAddress(env, placement),
+    healthIntervalMs: seconds(env, 'EGRESS_DNS_PROXY_HEALTH_INTERVAL', 2, 0.1) * 1000,
   };
 }

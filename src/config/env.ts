@@ -1,7 +1,8 @@
 /**
  * Reading the environment. Each destination list may come from a file
  * (a mounted ConfigMap) named by `<VAR>_FILE`; the file wins over the variable.
- * This is the only module of config/ that touches the outside world.
+ * This is the only module of config/ that touches the outside world, and it
+ * reads a file only when the part that owns the variable asks for it.
  */
 import { readFileSync } from 'node:fs';
 import { die } from './errors.js';
@@ -30,11 +31,4 @@ export function readDestinationFile(varName: string, path: string): string {
     const code = (e as NodeJS.ErrnoException).code ?? String(e);
     return die(`${varName} '${path}' cannot be read: ${code}`);
   }
-}
-
-/** A copy of env with every `<VAR>_FILE` resolved into `<VAR>`. */
-export function resolveFiles(env: Env): Env {
-  const out: Record<string, string | undefined> = { ...env };
-  for (const v of DESTINATION_VARS) out[v] = destinationValue(env, v);
-  return out;
 }

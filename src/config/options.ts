@@ -1,11 +1,13 @@
 /**
- * Deployment options beyond the OpenShift contract, with defaults that make
- * the daemon behave exactly like the image in a pod.
+ * The router's deployment options beyond the OpenShift contract, with
+ * defaults that make the daemon behave exactly like the image in a pod.
  */
 import { die } from './errors.js';
 import type { Env } from './env.js';
+import { parseInteger } from './int.js';
+import { parsePlacement, type Placement } from './placement.js';
 
-export type Placement = 'pod' | 'host';
+export type { Placement } from './placement.js';
 
 export interface RouterOptions {
   /** Where the daemon runs: the egress pod's namespace, or the host's. */
@@ -52,9 +54,7 @@ const IFNAME = /^[A-Za-z0-9_.@-]{1,15}$/;
 
 export function parseOptions(env: Env): RouterOptions {
   const o = { ...DEFAULT_OPTIONS } as { -readonly [K in keyof RouterOptions]: RouterOptions[K] };
-  const placement = env.EGRESS_PLACEMENT || 'pod';
-  if (placement !== 'pod' && placement !== 'host') die(`EGRESS_PLACEMENT '${placement}' is invalid, must be 'pod' or 'host'`);
-  o.placement = placement;
+  o.placement = parsePlacement(env);
   o.clientInterface = ifname(env, 'EGRESS_CLIENT_INTERFACE') ?? o.clientInterface;
   o.macvlanMaster = ifname(env, 'EGRESS_MACVLAN_MASTER');
   const mode = env.EGRESS_MACVLAN_MODE || 'bridge';
@@ -81,7 +81,7 @@ function ifname(env: Env, name: string): string | undefined {
 function integer(env: Env, name: string, min: number, max: number, dflt: number, reserved: number[]): number {
   const v = env[name];
   if (!v) return dflt;
-  const n = /^(0x[0-9a-f]+|\d+)$/i.test(v) ? Number(v) : NaN;
-  if (!(n >= min && n <= max) || reserved.includes(n)) die(`${name} '${v}' is invalid`);
+  const n = parseInteger(v, min, max, true);
+  if (n === undefined || reserved.includes(n)) die(`${name} '${v}' is invalid`);
   return n;
 }

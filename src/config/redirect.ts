@@ -38,8 +38,13 @@ export interface RedirectConfig {
 }
 
 export function parseSource(value: string | undefined): Source {
+  return sourceOf(value) ?? die('EGRESS_SOURCE unspecified or invalid');
+}
+
+/** EGRESS_SOURCE (IP or IP/len); undefined when missing or invalid, for each reader's own message. */
+export function sourceOf(value: string | undefined): Source | undefined {
   const c = value ? parseCidr(value.trim()) : undefined;
-  if (!c) die('EGRESS_SOURCE unspecified or invalid');
+  if (!c) return undefined;
   const address = canonicalIp(c.address, c.family);
   const full = c.family === 4 ? 32 : 128;
   return value!.includes('/') && c.prefix !== full

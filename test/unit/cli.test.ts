@@ -11,6 +11,8 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parseRedirectConfig } from '../../src/config/redirect.js';
 import { parseOptions } from '../../src/config/options.js';
+import { HTTP_PROXY_VARS } from '../../src/config/http-proxy-options.js';
+import { DNS_PROXY_VARS } from '../../src/config/dns-proxy-options.js';
 import { redirectTable } from '../../src/plan/redirect.js';
 import { toReplaceBatch, toText } from '../../src/plan/nft.js';
 import { BIN, ensureBuilt } from './dist.js';
@@ -179,6 +181,11 @@ describe('--help lists the environment variables each command reads', () => {
     expect(r.stdout).toContain(`Usage: egress-router ${cmd}`);
     expect(listed(r.stdout)).toEqual(ROUTER);
     expect(r.stdout).toContain('  EGRESS_SOURCE            the egress IP, IP or IP/len, put on macvlan0\n');
+  });
+  it.each([['http-proxy', HTTP_PROXY_VARS], ['dns-proxy', DNS_PROXY_VARS]])('%s --help lists its part\'s table from config/', (cmd, vars) => {
+    const r = run([cmd, '--help']);
+    expect(r.code).toBe(0);
+    expect(listed(r.stdout)).toEqual(Object.keys(vars));
   });
   it('check --help also lists the proxy variables', () => {
     const r = run(['check', '--help']);

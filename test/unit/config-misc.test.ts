@@ -1,6 +1,6 @@
 /**
  * The shared tokenizer, EGRESS_ROUTER_MODE, the `<VAR>_FILE` indirection and
- * the deployment options (src/plan/options.ts).
+ * the deployment options (src/config/options.ts).
  */
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -8,7 +8,7 @@ import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { tokenize } from '../../src/config/lines.js';
 import { MODES, parseMode } from '../../src/config/mode.js';
-import { destinationValue, resolveFiles } from '../../src/config/env.js';
+import { destinationValue } from '../../src/config/env.js';
 import { DEFAULT_OPTIONS, parseOptions } from '../../src/config/options.js';
 import { parseRedirectDestinations, parseSource } from '../../src/config/redirect.js';
 import { parseHttpProxyDestinations } from '../../src/config/http-proxy.js';
@@ -72,20 +72,11 @@ describe('<VAR>_FILE', () => {
   it('an empty _FILE is as if unset', () => {
     expect(destinationValue({ EGRESS_DESTINATION: '1.2.3.4', EGRESS_DESTINATION_FILE: '' }, 'EGRESS_DESTINATION')).toBe('1.2.3.4');
   });
-  it('resolveFiles resolves all three variables and keeps the rest', () => {
-    const env = { EGRESS_SOURCE: '10.0.0.2', EGRESS_HTTP_PROXY_DESTINATION_FILE: file, EGRESS_DNS_PROXY_DESTINATION: '53 1.1.1.1' };
-    expect(resolveFiles(env)).toEqual({
-      ...env,
-      EGRESS_DESTINATION: undefined,
-      EGRESS_HTTP_PROXY_DESTINATION: '80 tcp 203.0.113.25\r\n203.0.113.28\r\n',
-      EGRESS_DNS_PROXY_DESTINATION: '53 1.1.1.1',
-    });
-  });
   it('an unreadable file is one clear line naming the variable, path and errno code', () => {
     const missing = join(dir, 'missing');
     expect(errorOf(() => destinationValue({ EGRESS_DNS_PROXY_DESTINATION_FILE: missing }, 'EGRESS_DNS_PROXY_DESTINATION')))
       .toBe(`EGRESS_DNS_PROXY_DESTINATION_FILE '${missing}' cannot be read: ENOENT`);
-    expect(errorOf(() => resolveFiles({ EGRESS_DESTINATION_FILE: dir }))).toBe(`EGRESS_DESTINATION_FILE '${dir}' cannot be read: EISDIR`);
+    expect(errorOf(() => destinationValue({ EGRESS_DESTINATION_FILE: dir }, 'EGRESS_DESTINATION'))).toBe(`EGRESS_DESTINATION_FILE '${dir}' cannot be read: EISDIR`);
   });
 });
 

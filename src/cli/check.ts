@@ -1,0 +1,52 @@
+/**
+ * `egress-router check [part]`: the verdict of the very config function that
+ * starting the part calls (config/router.ts, http-proxy-options.ts,
+ * dns-proxy-options.ts), so check and start agree; then a summary of the plan.
+ */
+import type { Command } from 'commander';
+import { dnsProxyConfig } from '../config/dns-proxy-options.js';
+import { describeDnsProxy } from '../config/dns-proxy.js';
+import type { Env } from '../config/env.js';
+import { describeHttpProxy, httpProxyConfig } from '../config/http-proxy-options.js';
+import { routerConfig, ROUTER_VARS } from '../config/router.js';
+import { describeOp, networkPlan } from '../plan/network.js';
+import { redirectTable } from '../plan/redirect.js';
+import { ruleCount } from '../plan/nft.js';
+import { envHelp, type CliContext } from './context.js';
+
+export function registerCheck(program: Command, ctx: () => CliContext): void {
+  program
+    .command('check')
+    .argument('[part]', 'router | http-proxy | dns-proxy (default: router)', 'router')
+    .description('validate the variables a part reads; print a summary, or the first error and exit 1')
+    .addHelpText('after', envHelp({
+      ...ROUTER_VARS,
+      EGRESS_HTTP_PROXY_DESTINATION: 'http-proxy rules', EGRESS_HTTP_PROXY_DESTINATION_FILE: 'read them from this file instead',
+      EGRESS_DNS_PROXY_DESTINATION: 'dns-proxy forwards', EGRESS_DNS_PROXY_DESTINATION_FILE: 'read them from this file instead',
+    }))
+    .action((part: string) => {
+      process.stdout.write(checkSummary(ctx().env, part).join('\n') + '\n');
+    });
+}
+
+export function checkSummary(env: Env, part: string): string[] {
+  if (part === 'http-proxy') return ['http-proxy: configuration OK', ...describeHttpProxy(httpProxyConfig(env))];
+  if (part === 'dns-proxy') {
+    const { forwards } = dnsProxyConfig(env);
+    return ['dns-proxy: configuration OK', `${forwards.length} TCP listener(s):`, ...describeDnsProxy(forwards).map((l) => '  ' + l)];
+  }
+  if (part !== 'router') throw new Error(`Unknown part '${part}', must be router, http-proxy or dns-proxy`);
+  const cfg = routerConfig(env);
+  const out = [`router: configuration OK (mode ${cfg.mode}, placement ${cfg.options.placement})`,
+    `egress source ${cfg.source.address}${cfg.source.prefix ? '/' + cfg.source.prefix : ''} on ${cfg.options.macvlan}, gateway ${cfg.gateway}`];
+  if (cfg.redirect) {
+    const d = cfg.redirect.destinations;
+    for (const m of d.mappings) out.push(`  ${m.protocol} port ${m.localPort} -> ${m.ip}:${m.remotePort}`);
+    out.push(d.fallback ? `  every other port -> ${d.fallback}` : '  every other port: refused');
+    const t = redirectTable({ config: cfg.redirect, options: cfg.options });
+    out.push(`nftables: table ${t.family} ${t.name}, ${ruleCount(t)} rules`);
+  }
+  const ops = networkPlan({ source: cfg.source, gateway: cfg.gateway, mode: cfg.mode, options: cfg.options });
+  out.push('network:', ...ops.map((o) => '  ' + describeOp(o)));
+  return out;
+}
