@@ -3,8 +3,8 @@
  * resolved (issue 5). Runs until SIGTERM/SIGINT, then removes what it set up.
  */
 import type { Command } from 'commander';
-import { dnsProxyConfig, DNS_PROXY_VARS } from '../config/dns-proxy-options.js';
-import { envHelp, type CliContext } from './context.js';
+import { dnsProxyConfig, DNS_PROXY_FLAGS, DNS_PROXY_VARS } from '../config/dns-proxy-options.js';
+import { envHelp, withFlags, type CliContext } from './context.js';
 
 export function registerDnsProxy(program: Command, ctx: () => CliContext): void {
   program
@@ -15,9 +15,7 @@ export function registerDnsProxy(program: Command, ctx: () => CliContext): void 
     .addHelpText('after', envHelp(DNS_PROXY_VARS))
     .action(async (opts: { mode?: string; debug?: boolean }) => {
       const c = ctx();
-      const env = { ...c.env };
-      if (opts.mode) env.EGRESS_DNS_PROXY_MODE = opts.mode;
-      if (opts.debug) env.EGRESS_DNS_PROXY_DEBUG = '1';
+      const { env } = withFlags(c.env, DNS_PROXY_FLAGS, { mode: opts.mode, debug: opts.debug ? '1' : undefined });
       // The same function `check dns-proxy` calls: config errors exit 1 with one line here, before anything is set up.
       const { forwards, options } = dnsProxyConfig(env);
       const log = c.logger(options.debug ? 'debug' : 'warn');

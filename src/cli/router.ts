@@ -44,9 +44,8 @@ export function registerRouter(program: Command, ctx: () => CliContext): void {
       if (cfg.redirect) await applyRedirect(cfg.redirect, cfg.options, log, guard);
       log.info({ mode }, 'set-up complete');
       if (mode !== 'legacy') return;
-      const file = c.env.EGRESS_DESTINATION_FILE;
-      const unwatch = file && cfg.redirect
-        ? watchDestinationFile({ path: file, applied: cfg.destinationText ?? '', config: cfg.redirect, options: cfg.options, log, guard })
+      const unwatch = cfg.destinationFile && cfg.redirect
+        ? watchDestinationFile({ path: cfg.destinationFile, applied: cfg.destinationText ?? '', config: cfg.redirect, options: cfg.options, log, guard })
         : () => {};
       await new Promise<void>((resolve) => {
         const keep = setInterval(() => {}, 1 << 30);

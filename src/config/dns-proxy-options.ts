@@ -31,6 +31,12 @@ export interface DnsProxyConfig {
   readonly options: DnsProxyOptions;
 }
 
+/** Each flag of `dns-proxy` and the variable it sets (--debug sets '1'). */
+export const DNS_PROXY_FLAGS = {
+  mode: ['--mode', 'EGRESS_DNS_PROXY_MODE'],
+  debug: ['--debug', 'EGRESS_DNS_PROXY_DEBUG'],
+} as const;
+
 /** The --help table of `dns-proxy`: every variable this part reads. */
 export const DNS_PROXY_VARS: Record<string, string> = {
   EGRESS_DNS_PROXY_DESTINATION: "'<port> <ip-or-name> [<remote_port>]' per line",

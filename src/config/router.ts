@@ -29,6 +29,8 @@ export interface RouterConfig {
   readonly gateway: string;
   /** Redirect modes (init, legacy, unit-test) only. */
   readonly redirect: RedirectConfig | undefined;
+  /** EGRESS_DESTINATION_FILE when the destinations came from it (legacy mode follows it). */
+  readonly destinationFile: string | undefined;
   /** The EGRESS_DESTINATION text the redirect was parsed from (a file watcher's baseline). */
   readonly destinationText: string | undefined;
 }
@@ -40,10 +42,11 @@ export function routerConfig(env: Env): RouterConfig {
   if (mode === 'http-proxy' || mode === 'dns-proxy') {
     // These modes only set up the network; EGRESS_DESTINATION is not read.
     const source = parseSource(env.EGRESS_SOURCE);
-    return { mode, debug, options, source, gateway: parseGateway(env.EGRESS_GATEWAY, source), redirect: undefined, destinationText: undefined };
+    return { mode, debug, options, source, gateway: parseGateway(env.EGRESS_GATEWAY, source), redirect: undefined, destinationFile: undefined, destinationText: undefined };
   }
   const { redirect, text } = redirectFrom(env);
-  return { mode, debug, options, source: redirect.source, gateway: redirect.gateway, redirect, destinationText: text };
+  const destinationFile = env.EGRESS_DESTINATION_FILE || undefined;
+  return { mode, debug, options, source: redirect.source, gateway: redirect.gateway, redirect, destinationFile, destinationText: text };
 }
 
 /** What `render` (and mode unit-test) prints: the redirect contract, whatever the mode. */

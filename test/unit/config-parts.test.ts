@@ -39,6 +39,12 @@ describe('routerConfig', () => {
     expect(routerConfig(env)).toMatchObject({ mode: 'legacy', debug: false, destinationText: '80 tcp 203.0.113.25', redirect: { gateway: '192.168.12.1' } });
     expect(routerConfig({ ...V4, EGRESS_ROUTER_MODE: 'dns-proxy', EGRESS_DESTINATION_FILE: MISSING })).toMatchObject({ mode: 'dns-proxy', redirect: undefined });
   });
+  it('names the destination file legacy mode follows, with the text set-up applies', () => {
+    const file = join(dir, 'dest');
+    writeFileSync(file, '80 tcp 203.0.113.25\n');
+    expect(routerConfig({ ...V4, EGRESS_DESTINATION_FILE: file })).toMatchObject({ destinationFile: file, destinationText: '80 tcp 203.0.113.25\n' });
+    expect(routerConfig({ ...V4, EGRESS_DESTINATION: '203.0.113.1' }).destinationFile).toBeUndefined();
+  });
   it('checks the source before reading the destination file, as the image does', () => {
     expect(errorOf(() => routerConfig({ EGRESS_DESTINATION_FILE: MISSING }))).toBe('EGRESS_SOURCE unspecified or invalid');
   });
