@@ -5,7 +5,10 @@
  * every limit has a default that suits a pod.
  */
 import type { Command } from 'commander';
-import { HTTP_PROXY_FLAGS, HTTP_PROXY_VARS, httpProxyConfig } from '../config/http-proxy-options.js';
+import { HTTP_PROXY_FLAGS, HTTP_PROXY_VARS, httpProxyConfig, type HttpProxyConfig } from '../config/http-proxy-options.js';
+import { serviceConfig, SERVICE_VARS } from '../config/service.js';
+import type { Engine } from '../lifecycle/engine.js';
+import { runService } from '../lifecycle/runner.js';
 import { describeHttpPolicy } from '../config/http-proxy.js';
 import type { Cidr } from '../config/ip.js';
 import { DEFAULT_LIMITS } from '../engines/http-proxy/runtime.js';
@@ -28,23 +31,25 @@ export function registerHttpProxy(program: Command, ctx: () => CliContext): void
     .option('--connect-timeout <ms>', `TCP connect to the target (default ${DEFAULT_LIMITS.connectTimeoutMs})`)
     .option('--clients <list>', 'client allow-list (overrides EGRESS_HTTP_PROXY_CLIENTS)')
     .option('--connect-ports <list>', 'CONNECT port allow-list (overrides EGRESS_HTTP_PROXY_CONNECT_PORTS)')
-    .addHelpText('after', envHelp(HTTP_PROXY_VARS))
+    .addHelpText('after', envHelp({ ...HTTP_PROXY_VARS, ...SERVICE_VARS }))
     .action(async (f: Flags) => {
       // The same function `check http-proxy` calls: every bad variable or flag fails here, before listening.
       const { env, from } = withFlags(ctx().env, HTTP_PROXY_FLAGS, f);
       const cfg = httpProxyConfig(env, from);
-      const { policy, placement, localAddress, clients, connectPorts, debug } = cfg;
-      const log = requestLogger(program, ctx, debug ? 'debug' : 'info');
-      log.info({ policy: describeHttpPolicy(policy), placement, localAddress, clients: clients?.map(cidrText), connectPorts }, 'http-proxy policy (first match wins)');
-      const { startHttpProxy } = await import('../engines/http-proxy/index.js');
-      const proxy = await startHttpProxy({ policy, logger: log, host: cfg.listen, port: cfg.port, localAddress, debug, limits: cfg.limits, clients, connectPorts });
-      log.info({ listen: cfg.listen, port: proxy.port }, 'http-proxy listening');
-      await new Promise<void>((resolve) => {
-        const stop = () => { void proxy.close().then(() => { log.flush(); resolve(); }); };
-        process.once('SIGTERM', stop);
-        process.once('SIGINT', stop);
-      });
+      const log = requestLogger(program, ctx, cfg.debug ? 'debug' : 'info');
+      const service = serviceConfig(env);
+      await runService({ log, env: env as NodeJS.ProcessEnv, service, start: async () => [await startHttpProxyEngine(cfg, log)] });
     });
+}
+
+/** The engine as both `http-proxy` and `daemon` start it: the policy printed, then listening. */
+export async function startHttpProxyEngine(cfg: HttpProxyConfig, log: Logger): Promise<Engine> {
+  const { policy, placement, localAddress, clients, connectPorts, debug } = cfg;
+  log.info({ policy: describeHttpPolicy(policy), placement, localAddress, clients: clients?.map(cidrText), connectPorts }, 'http-proxy policy (first match wins)');
+  const { startHttpProxy } = await import('../engines/http-proxy/index.js');
+  const proxy = await startHttpProxy({ policy, logger: log, host: cfg.listen, port: cfg.port, localAddress, debug, limits: cfg.limits, clients, connectPorts, file: cfg.file });
+  log.info({ listen: cfg.listen, port: proxy.port }, 'http-proxy listening');
+  return proxy;
 }
 
 /**

@@ -6,6 +6,7 @@ import { registerRouter } from './router.js';
 import { registerHttpProxy } from './http-proxy.js';
 import { registerDnsProxy } from './dns-proxy.js';
 import { registerCheck } from './check.js';
+import { registerDaemon } from './daemon.js';
 
 export async function main(argv: readonly string[], env: NodeJS.ProcessEnv): Promise<void> {
   const program = new Command('egress-router')
@@ -17,6 +18,7 @@ export async function main(argv: readonly string[], env: NodeJS.ProcessEnv): Pro
   registerCheck(program, ctx);
   registerHttpProxy(program, ctx);
   registerDnsProxy(program, ctx);
+  registerDaemon(program, ctx);
   try {
     await program.parseAsync(argv as string[]);
   } catch (e) {

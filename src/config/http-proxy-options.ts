@@ -35,6 +35,8 @@ export interface HttpProxyConfig {
   readonly listen: string;
   readonly port: number;
   readonly limits: HttpProxyLimits;
+  /** EGRESS_HTTP_PROXY_DESTINATION_FILE and the text the rules were parsed from (a reload follows it). */
+  readonly file: { readonly path: string; readonly text: string } | undefined;
 }
 
 /** Each flag of `http-proxy` and the variable it sets. */
@@ -82,7 +84,9 @@ export function httpProxyConfig(env: Env, from: Readonly<Record<string, string>>
   const int = (v: string, what: string, min: number, max: number) =>
     parseInteger(v, min, max) ?? die(`${what} '${v}' is invalid, must be a number from ${min} to ${max}`);
 
-  const policy = parseHttpProxyDestinations(destinationValue(env, 'EGRESS_HTTP_PROXY_DESTINATION'));
+  const rulesText = destinationValue(env, 'EGRESS_HTTP_PROXY_DESTINATION');
+  const policy = parseHttpProxyDestinations(rulesText);
+  const filePath = env.EGRESS_HTTP_PROXY_DESTINATION_FILE;
   const placement = parsePlacement(env);
   const localAddress = bindAddress(env, placement);
   const clients = list(value('clients'))?.map((c) => parseCidr(c) ?? die(`Bad client address '${c}'`));
@@ -95,7 +99,7 @@ export function httpProxyConfig(env: Env, from: Readonly<Record<string, string>>
   const port = value('port') === undefined ? 8080 : int(value('port')!, name('port'), 0, 65535);
   const listen = value('listen') ?? '0.0.0.0';
   if (ipFamily(listen) === 0 && !isHostname(listen)) die(`${name('listen')} '${listen}' is not an IP address or host name`);
-  return { policy, debug: !!env.EGRESS_HTTP_PROXY_DEBUG, placement, localAddress, clients, connectPorts, listen, port, limits };
+  return { policy, debug: !!env.EGRESS_HTTP_PROXY_DEBUG, placement, localAddress, clients, connectPorts, listen, port, limits, file: filePath ? { path: filePath, text: rulesText ?? '' } : undefined };
 }
 
 function list(v: string | undefined): string[] | undefined {

@@ -13,6 +13,7 @@ import { parseRedirectConfig } from '../../src/config/redirect.js';
 import { parseOptions } from '../../src/config/options.js';
 import { HTTP_PROXY_VARS } from '../../src/config/http-proxy-options.js';
 import { DNS_PROXY_VARS } from '../../src/config/dns-proxy-options.js';
+import { SERVICE_VARS } from '../../src/config/service.js';
 import { redirectTable } from '../../src/plan/redirect.js';
 import { toReplaceBatch, toText } from '../../src/plan/nft.js';
 import { BIN, ensureBuilt } from './dist.js';
@@ -175,17 +176,24 @@ describe('--help lists the environment variables each command reads', () => {
     'EGRESS_ROUTE_TABLE', 'EGRESS_FWMARK'];
   /** The variable names in the "Environment variables:" section, in order. */
   const listed = (help: string) => help.split('\nEnvironment variables:\n')[1]!.trim().split('\n').map((l) => l.trim().split(/\s+/)[0]);
-  it.each(['run', 'render'])('%s --help', (cmd) => {
+  // Long-running commands also read the runner's variables (config/service.ts).
+  const SERVICE = Object.keys(SERVICE_VARS);
+  it.each([['run', [...ROUTER, ...SERVICE]], ['render', ROUTER]])('%s --help', (cmd, vars) => {
     const r = run([cmd, '--help']);
     expect(r.code).toBe(0);
     expect(r.stdout).toContain(`Usage: egress-router ${cmd}`);
-    expect(listed(r.stdout)).toEqual(ROUTER);
-    expect(r.stdout).toContain('  EGRESS_SOURCE            the egress IP, IP or IP/len, put on macvlan0\n');
+    expect(listed(r.stdout)).toEqual(vars);
+    expect(r.stdout).toMatch(/\n  EGRESS_SOURCE +the egress IP, IP or IP\/len, put on macvlan0\n/);
   });
   it.each([['http-proxy', HTTP_PROXY_VARS], ['dns-proxy', DNS_PROXY_VARS]])('%s --help lists its part\'s table from config/', (cmd, vars) => {
     const r = run([cmd, '--help']);
     expect(r.code).toBe(0);
-    expect(listed(r.stdout)).toEqual(Object.keys(vars));
+    expect(listed(r.stdout)).toEqual([...Object.keys(vars), ...SERVICE]);
+  });
+  it('daemon --help lists every part it may run', () => {
+    const r = run(['daemon', '--help']);
+    expect(r.code).toBe(0);
+    expect(listed(r.stdout)).toEqual([...new Set([...ROUTER, ...SERVICE, ...Object.keys(HTTP_PROXY_VARS), ...Object.keys(DNS_PROXY_VARS)])]);
   });
   it('check --help also lists the proxy variables', () => {
     const r = run(['check', '--help']);

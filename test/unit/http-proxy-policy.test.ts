@@ -98,7 +98,7 @@ describe('decisions', () => {
     expect(decideHost(p, { kind: 'ip', ...v4('10.2.3.4') })).toMatchObject({ allow: true, rule: { text: '10.0.0.0/8' } });
     expect(decideHost(p, { kind: 'ip', ...v4('10.1.3.4') })).toMatchObject({ allow: false, rule: { text: '!10.1.0.0/16' } });
     expect(decideHost(p, { kind: 'ip', ...v6('2001:db8:1::5') }).allow).toBe(true);
-    expect(decideHost(p, { kind: 'ip', ...v6('2001:db9::5') })).toEqual({ allow: false, rule: undefined });
+    expect(decideHost(p, { kind: 'ip', ...v6('2001:db9::5') })).toEqual({ allow: false, rule: undefined, index: -1 });
   });
 
   it('host rules never match IP literals', () => {
@@ -121,8 +121,8 @@ describe('decisions', () => {
 
   it('a name rule first decides without DNS; * allows the rest', () => {
     expect(decideNameEarly(policy('!evil.example\n10.0.0.0/8'), 'evil.example')?.allow).toBe(false);
-    expect(decideNameEarly(policy('!evil.example\n*'), 'good.example')).toEqual({ allow: true, rule: undefined });
-    expect(decideNameEarly(policy('good.example'), 'other.example')).toEqual({ allow: false, rule: undefined });
+    expect(decideNameEarly(policy('!evil.example\n*'), 'good.example')).toEqual({ allow: true, rule: undefined, index: -1 });
+    expect(decideNameEarly(policy('good.example'), 'other.example')).toEqual({ allow: false, rule: undefined, index: -1 });
   });
 
   it('403 bodies name the rule, or say no rule allowed it', () => {

@@ -8,7 +8,7 @@ import fc from 'fast-check';
 import { parseHttpProxyDestinations } from '../../src/config/http-proxy.js';
 import { compilePolicy } from '../../src/engines/http-proxy/policy.js';
 import { route } from '../../src/engines/http-proxy/route.js';
-import { DEFAULT_LIMITS, type Runtime } from '../../src/engines/http-proxy/runtime.js';
+import { DEFAULT_LIMITS, newHttpStats, type Runtime } from '../../src/engines/http-proxy/runtime.js';
 import { normaliseHost } from '../../src/config/host.js';
 
 // A small world so that random rules and targets collide often.
@@ -65,7 +65,7 @@ function spell(ip: string, how: number): string {
 
 function runtime(text: string, dns: Record<string, string[]>): Runtime {
   return {
-    policy: compilePolicy(parseHttpProxyDestinations(text)),
+    policy: compilePolicy(parseHttpProxyDestinations(text)), draining: false, stats: newHttpStats(),
     resolve: async (n) => (dns[n] ?? []).map((address) => ({ address, family: 4 as const })),
     limits: DEFAULT_LIMITS, logger: undefined as never, access: undefined as never, debug: false, localAddress: undefined, connectPorts: undefined,
   };

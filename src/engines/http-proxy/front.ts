@@ -48,6 +48,11 @@ export class Fronts {
     clearInterval(this.sweep);
   }
 
+  /** A drain began: connections waiting for a request end now; the others once their exchange is done. */
+  drain(): void {
+    for (const c of this.conns) c.drainIfIdle();
+  }
+
   private check(): void {
     const now = performance.now();
     for (const c of this.conns) if (c.deadline !== 0 && c.deadline <= now) c.expired();
@@ -61,6 +66,8 @@ class Connection {
   deadline = 0;
   /** Waiting for a request head (408 at the deadline), or idle between requests (close). */
   private waiting: 'head' | 'idle' = 'head';
+  /** Handed to the CONNECT handler: no longer ours to end. */
+  private tunnel = false;
   readonly client: string;
 
   constructor(readonly rt: Runtime, readonly sock: net.Socket, private readonly h: Handlers) {
@@ -71,6 +78,14 @@ class Connection {
     // No byte either way for this long, in any state: the connection ends.
     sock.setTimeout(rt.limits.idleTimeoutMs, () => sock.destroy());
     this.deadline = performance.now() + rt.limits.headersTimeoutMs;
+  }
+
+  /** Idle between requests (or not one byte yet): end it. A tunnel or a request in flight finishes first. */
+  drainIfIdle(): void {
+    if (this.ex || this.tunnel || (this.buf && this.buf.length > 0)) return;
+    this.deadline = 0;
+    this.sock.end();
+    this.sock.destroySoon();
   }
 
   expired(): void {
@@ -108,6 +123,7 @@ class Connection {
       this.sock.removeAllListeners('data');
       this.sock.removeAllListeners('end');
       this.sock.setTimeout(0);
+      this.tunnel = true;
       this.h.connect(head.target, this.sock, rest, this.client);
       return;
     }
@@ -120,7 +136,7 @@ class Connection {
   /** Called by the exchange when its response has been written. */
   done(ex: Exchange, reuse: boolean): void {
     this.ex = undefined;
-    if (!reuse || this.sock.destroyed || this.sock.readableEnded) { this.sock.end(); this.sock.destroySoon(); return; }
+    if (!reuse || this.rt.draining || this.sock.destroyed || this.sock.readableEnded) { this.sock.end(); this.sock.destroySoon(); return; }
     if (ex.leftover) this.buf = this.buf ? Buffer.concat([ex.leftover, this.buf]) : ex.leftover;
     if (this.sock.isPaused()) this.sock.resume();
     if (this.buf && this.buf.length > 0) {
@@ -215,7 +231,7 @@ export class Exchange {
     else if (this.head.version === 11) { this.framing = 'chunked'; h += 'transfer-encoding: chunked\r\n'; }
     else { this.framing = 'close'; this.keepAlive = false; }
     // A request body not read to its end leaves the connection unusable.
-    if (this.bodyFeed) this.keepAlive = false;
+    if (this.bodyFeed || this.conn.rt.draining) this.keepAlive = false;
     if (!this.keepAlive) h += 'connection: close\r\n';
     else if (this.head.version === 10) h += 'connection: keep-alive\r\n';
     this.pendingHead = h + '\r\n';

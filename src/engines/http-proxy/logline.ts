@@ -22,6 +22,10 @@ export function clientAddress(s: Socket): string {
 export function logEnd(rt: Runtime, l: RequestLog, status: number, bytesIn: number, bytesOut: number): void {
   if (l.status !== undefined) return; // once, whichever ending came first
   l.status = status;
+  if (status >= 400 && l.decision !== 'allow') {
+    const r = rt.stats.refused;
+    if (l.decision === 'deny') r.denied++; else if (l.decision === 'port') r.port++; else r.error++;
+  }
   (l.method === 'CONNECT' ? rt.access.tunnel : rt.access.request)({
     client: l.client, method: l.method, target: l.target, decision: l.decision ?? 'error', rule: l.rule,
     upstream: l.upstream, status, bytesIn, bytesOut, ms: Math.round((performance.now() - l.start) * 10) / 10,

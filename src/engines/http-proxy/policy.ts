@@ -13,11 +13,15 @@ export interface Decision {
   readonly allow: boolean;
   /** The rule that decided, or undefined for the default (`*` or no rule). */
   readonly rule: HttpRule | undefined;
+  /** The rule's position (0-based), -1 for the default: what metrics count by. */
+  readonly index: number;
 }
 
 interface Compiled {
   readonly rule: HttpRule;
   readonly allow: boolean;
+  /** This rule's decision, built once. */
+  readonly verdict: Decision;
   /** Name rules: exact name, or domain suffix (".example.com"). */
   readonly name?: string;
   readonly suffix?: string;
@@ -36,20 +40,21 @@ export interface CompiledPolicy {
 }
 
 export function compilePolicy(p: HttpPolicy): CompiledPolicy {
-  const rules = p.rules.map((rule): Compiled => {
+  const rules = p.rules.map((rule, index): Compiled => {
     const allow = rule.action === 'allow';
+    const verdict: Decision = { allow, rule, index };
     const t = rule.target;
-    if (t.kind === 'host') return { rule, allow, name: t.name };
-    if (t.kind === 'domain') return { rule, allow, name: t.name, suffix: '.' + t.name };
+    if (t.kind === 'host') return { rule, allow, verdict, name: t.name };
+    if (t.kind === 'domain') return { rule, allow, verdict, name: t.name, suffix: '.' + t.name };
     const c = t.cidr;
     if (c.family === 4) {
       const mask = c.prefix === 0 ? 0 : (0xffffffff << (32 - c.prefix)) >>> 0;
-      return { rule, allow, family: 4, v4net: (v4ToInt(c.address) & mask) >>> 0, v4mask: mask };
+      return { rule, allow, verdict, family: 4, v4net: (v4ToInt(c.address) & mask) >>> 0, v4mask: mask };
     }
     const shift = BigInt(128 - c.prefix);
-    return { rule, allow, family: 6, v6net: ipToBigInt(c.address, 6) >> shift, v6shift: shift };
+    return { rule, allow, verdict, family: 6, v6net: ipToBigInt(c.address, 6) >> shift, v6shift: shift };
   });
-  return { source: p, rules, defaultDecision: { allow: p.defaultAllow, rule: undefined } };
+  return { source: p, rules, defaultDecision: { allow: p.defaultAllow, rule: undefined, index: -1 } };
 }
 
 export function v4ToInt(a: string): number {
@@ -73,7 +78,7 @@ function matchesIp(r: Compiled, address: string, family: Family, v4: number, v6:
 }
 
 function verdict(r: Compiled): Decision {
-  return { allow: r.allow, rule: r.rule };
+  return r.verdict;
 }
 
 /** Decision for one address, reached by `name` (or an IP literal when name is undefined). */

@@ -18,13 +18,22 @@ export type Route =
 export function route(rt: Runtime, t: Target): Route | Promise<Route> {
   const h = t.host;
   if (h.kind === 'ip') {
-    const d = decideHost(rt.policy, h);
+    const d = count(rt, decideHost(rt.policy, h));
     return d.allow ? usable(rt, d, [{ address: h.address, family: h.family }]) : { ok: false, status: 403, decision: d, reason: 'denied' };
   }
   // A name denied whatever it resolves to is refused without asking DNS.
   const early = decideNameEarly(rt.policy, h.name);
-  if (early && !early.allow) return { ok: false, status: 403, decision: early, reason: 'denied' };
+  if (early && !early.allow) return { ok: false, status: 403, decision: count(rt, early), reason: 'denied' };
   return byName(rt, h.name, early);
+}
+
+/** One decision counted (plain numbers, published at scrape time). */
+function count<D extends Decision>(rt: Runtime, d: D): D {
+  const s = rt.stats;
+  if (d.index < 0) { if (d.allow) s.allowDefault++; else s.denyDefault++; return d; }
+  const a = d.allow ? s.allowHits : s.denyHits;
+  a[d.index] = (a[d.index] ?? 0) + 1;
+  return d;
 }
 
 async function byName(rt: Runtime, name: string, early: Decision | undefined): Promise<Route> {
@@ -34,7 +43,7 @@ async function byName(rt: Runtime, name: string, early: Decision | undefined): P
   } catch (e) {
     return { ok: false, status: 502, decision: early, reason: (e as Error).message };
   }
-  const d = decideName(rt.policy, name, addrs);
+  const d = count(rt, decideName(rt.policy, name, addrs));
   if (rt.debug) rt.logger.debug({ name, addresses: addrs.map((a) => a.address), allow: d.allow, rule: d.rule?.text }, 'resolved and decided');
   if (!d.allow) return { ok: false, status: 403, decision: d, reason: 'denied' };
   if (d.addresses.length === 0) return { ok: false, status: 502, decision: d, reason: `${name} has no addresses` };

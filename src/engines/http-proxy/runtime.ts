@@ -50,8 +50,33 @@ export const DEFAULT_LIMITS: Limits = {
   upstreamKeepAliveMs: 30_000,
 };
 
+/**
+ * Plain numbers bumped on the hot path; the metrics endpoint reads them at
+ * scrape time (observe/metrics.ts). Decisions are counted per rule position:
+ * index -1 is the default (`*` or no rule matched).
+ */
+export interface HttpStats {
+  accepted: number;
+  active: number;
+  readonly refused: { limit: number; client: number; denied: number; port: number; error: number };
+  bytesIn: number;
+  bytesOut: number;
+  readonly allowHits: number[];
+  readonly denyHits: number[];
+  allowDefault: number;
+  denyDefault: number;
+}
+
+export function newHttpStats(): HttpStats {
+  return { accepted: 0, active: 0, refused: { limit: 0, client: 0, denied: 0, port: 0, error: 0 }, bytesIn: 0, bytesOut: 0, allowHits: [], denyHits: [], allowDefault: 0, denyDefault: 0 };
+}
+
 export interface Runtime {
-  readonly policy: CompiledPolicy;
+  /** Swapped whole by a reload: each request reads it once, so it sees one version. */
+  policy: CompiledPolicy;
+  /** Set when a drain starts: responses say `connection: close` and idle connections end. */
+  draining: boolean;
+  readonly stats: HttpStats;
   readonly resolve: ResolveFn;
   readonly limits: Limits;
   readonly logger: Logger;

@@ -16,7 +16,10 @@ import type { Runtime } from './runtime.js';
 
 export interface Listener {
   readonly port: number;
+  /** Drain: stop accepting, end idle keep-alive connections, resolve once every connection and tunnel has ended. */
   close(): Promise<void>;
+  /** Cut every open connection now. */
+  destroy(): void;
 }
 
 export async function listen(rt: Runtime, opts: { host: string; port: number; clients?: readonly Cidr[] }): Promise<Listener> {
@@ -37,13 +40,24 @@ export async function listen(rt: Runtime, opts: { host: string; port: number; cl
   const fronts = new Fronts(rt, handlers);
   let open = 0;
   const sockets = new Set<net.Socket>();
+  const st = rt.stats;
+  let drained: (() => void) | undefined;
   const front = net.createServer({ noDelay: true, allowHalfOpen: true, highWaterMark: TUNNEL_HWM }, (s) => {
     s.on('error', () => {});
-    if (open >= L.maxConnections) return reject(s, 503, 'too many connections\n');
-    if (opts.clients && !clientAllowed(opts.clients, clientAddress(s))) return reject(s, 403, 'denied: client address not allowed\n');
+    if (open >= L.maxConnections) { st.refused.limit++; return reject(s, 503, 'too many connections\n'); }
+    if (opts.clients && !clientAllowed(opts.clients, clientAddress(s))) { st.refused.client++; return reject(s, 403, 'denied: client address not allowed\n'); }
     open++;
+    st.accepted++;
+    st.active = open;
     sockets.add(s);
-    s.once('close', () => { open--; sockets.delete(s); });
+    s.once('close', () => {
+      open--;
+      st.active = open;
+      st.bytesIn += s.bytesRead;
+      st.bytesOut += s.bytesWritten;
+      sockets.delete(s);
+      if (open === 0) drained?.();
+    });
     fronts.serve(s);
   });
   await new Promise<void>((resolve, reject) => {
@@ -54,9 +68,18 @@ export async function listen(rt: Runtime, opts: { host: string; port: number; cl
   return {
     port,
     async close() {
+      rt.draining = true;
+      front.close();
+      fronts.drain();
+      if (open > 0) await new Promise<void>((r) => { drained = r; });
       fronts.close();
-      await new Promise<void>((r) => { front.close(() => r()); for (const s of sockets) s.destroy(); });
       await agent.close();
+    },
+    destroy() {
+      front.close();
+      fronts.close();
+      for (const s of sockets) s.destroy();
+      void agent.destroy();
     },
   };
 }
