@@ -8,6 +8,8 @@ want=(nft:nftables ip:iproute2 curl:curl socat:socat conntrack:conntrack sysctl:
 want+=(arping:iputils-arping)
 # Real clients of the HTTP proxy's end-to-end tests (test/e2e/http-proxy-clients.test.ts).
 want+=(openssl:openssl git:git wget:wget python3:python3 pip:python3-pip)
+# Operations tests: a real Prometheus scrapes /metrics, promtool lints it, units verified offline.
+want+=(prometheus:prometheus promtool:prometheus systemd-analyze:systemd make:make)
 if [[ "${1:-test}" == bench ]]; then
     want+=(haproxy:haproxy squid:squid wrk:wrk)
 fi

@@ -6,23 +6,26 @@
 import type { Command } from 'commander';
 import { dnsProxyConfig } from '../config/dns-proxy-options.js';
 import { describeDnsProxy } from '../config/dns-proxy.js';
+import { daemonConfig } from '../config/daemon.js';
 import type { Env } from '../config/env.js';
 import { describeHttpProxy, httpProxyConfig } from '../config/http-proxy-options.js';
 import { routerConfig, ROUTER_VARS } from '../config/router.js';
 import { describeOp, networkPlan } from '../plan/network.js';
 import { redirectTable } from '../plan/redirect.js';
 import { ruleCount } from '../plan/nft.js';
+import { SERVICE_VARS } from '../config/service.js';
 import { envHelp, type CliContext } from './context.js';
 
 export function registerCheck(program: Command, ctx: () => CliContext): void {
   program
     .command('check')
-    .argument('[part]', 'router | http-proxy | dns-proxy (default: router)', 'router')
+    .argument('[part]', 'router | http-proxy | dns-proxy | daemon (default: router)', 'router')
     .description('validate the variables a part reads; print a summary, or the first error and exit 1')
     .addHelpText('after', envHelp({
       ...ROUTER_VARS,
       EGRESS_HTTP_PROXY_DESTINATION: 'http-proxy rules', EGRESS_HTTP_PROXY_DESTINATION_FILE: 'read them from this file instead',
       EGRESS_DNS_PROXY_DESTINATION: 'dns-proxy forwards', EGRESS_DNS_PROXY_DESTINATION_FILE: 'read them from this file instead',
+      ...SERVICE_VARS,
     }))
     .action((part: string) => {
       process.stdout.write(checkSummary(ctx().env, part).join('\n') + '\n');
@@ -35,7 +38,14 @@ export function checkSummary(env: Env, part: string): string[] {
     const { forwards } = dnsProxyConfig(env);
     return ['dns-proxy: configuration OK', `${forwards.length} TCP listener(s):`, ...describeDnsProxy(forwards).map((l) => '  ' + l)];
   }
-  if (part !== 'router') throw new Error(`Unknown part '${part}', must be router, http-proxy or dns-proxy`);
+  if (part === 'daemon') {
+    // What `daemon` validates before touching anything: the router, its mode's engine, the runner's variables.
+    const d = daemonConfig(env);
+    const engine = d.httpProxy ? checkSummary(env, 'http-proxy') : d.dnsProxy ? checkSummary(env, 'dns-proxy') : [];
+    const m = d.service.metrics;
+    return [...checkSummary(env, 'router'), ...engine, `daemon: metrics ${m ? `on ${m.host}:${m.port}` : 'off'}, drain ${d.service.drainSeconds} s`];
+  }
+  if (part !== 'router') throw new Error(`Unknown part '${part}', must be router, http-proxy, dns-proxy or daemon`);
   const cfg = routerConfig(env);
   const out = [`router: configuration OK (mode ${cfg.mode}, placement ${cfg.options.placement})`,
     `egress source ${cfg.source.address}${cfg.source.prefix ? '/' + cfg.source.prefix : ''} on ${cfg.options.macvlan}, gateway ${cfg.gateway}`];

@@ -56,9 +56,11 @@ export function registerRouter(program: Command, ctx: () => CliContext): void {
     .description('print the nftables ruleset redirect mode would apply (nft syntax), touching nothing')
     .option('--json', 'print the libnftables JSON batch that is applied with nft -j -f -')
     .option('--network', 'also print the network operations (links, addresses, routes)')
+    .option('--sysctl', 'print only the sysctl.d lines set-up needs (for units with ProtectKernelTunables=yes)')
     .addHelpText('after', envHelp(ROUTER_VARS))
-    .action((o: { json?: boolean; network?: boolean }) => {
+    .action((o: { json?: boolean; network?: boolean; sysctl?: boolean }) => {
       const env = ctx().env;
+      if (o.sysctl) return void process.stdout.write(sysctlLines(routerConfig(env)));
       process.stdout.write(renderText(renderConfig(env), !!o.json));
       if (o.network) {
         const cfg = routerConfig(env);
@@ -70,3 +72,10 @@ export function registerRouter(program: Command, ctx: () => CliContext): void {
 
 /** Set-up continued in the namespace macvlan0 was created into (that process ran the mode). */
 class MovedError extends Error {}
+
+/** The sysctls the network plan sets, as a sysctl.d file: a unit whose /proc/sys is read-only finds them already set. */
+function sysctlLines(cfg: ReturnType<typeof routerConfig>): string {
+  const ops = networkPlan({ source: cfg.source, gateway: cfg.gateway, mode: cfg.mode, options: cfg.options });
+  const lines = ops.flatMap((o) => (o.op === 'sysctl' ? [`# ${o.why}`, `${o.key} = ${o.value}`] : []));
+  return `# egress-router ${cfg.mode}, ${cfg.options.placement} placement (egress-router render --sysctl)\n${lines.join('\n')}\n`;
+}
