@@ -20,8 +20,8 @@ export async function until<T>(fn: () => Promise<T> | T, timeoutMs = 8000, every
 }
 
 /** `egress-router <argv>` in a namespace, ready once it logs "ready". */
-export function startRouter(lab: Lab, ns: NsKey, argv: string[], env: Record<string, string>, timeoutMs = 20_000): Promise<Proc> {
-  return lab.spawnReady(ns, [process.execPath, BIN, ...argv], /"msg":"ready"/, { env: { ...process.env, ...env }, timeoutMs });
+export function startRouter(lab: Lab, ns: NsKey, argv: string[], env: Record<string, string>, timeoutMs = 20_000, ready: string | RegExp = /"msg":"ready"/): Promise<Proc> {
+  return lab.spawnReady(ns, [process.execPath, BIN, ...argv], ready, { env: { ...process.env, ...env }, timeoutMs });
 }
 
 /** GET the health endpoint from inside the namespace: status and body. */
