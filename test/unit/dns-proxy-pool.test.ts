@@ -79,8 +79,10 @@ describe('kernel path nft table', () => {
 });
 
 describe('data path choice', () => {
-  it('is the kernel in pod placement, user space in host placement or with debug lines, and explicit wins', () => {
-    expect(dnsProxyOptions({}).dataPath).toBe('kernel');
+  it('is auto (per line) in pod placement, user space in host placement or with debug lines, and explicit wins', () => {
+    expect(dnsProxyOptions({}).dataPath).toBe('auto');
+    expect(dnsProxyOptions({ EGRESS_DNS_PROXY_MODE: 'auto', EGRESS_DNS_PROXY_DEBUG: '1' }).dataPath).toBe('userspace');
+    expect(dnsProxyOptions({ EGRESS_DNS_PROXY_MODE: 'kernel' }).dataPath).toBe('kernel');
     expect(dnsProxyOptions({ EGRESS_PLACEMENT: 'host', EGRESS_SOURCE: '192.168.12.99/24' })).toMatchObject({ dataPath: 'userspace', bindSource: '192.168.12.99' });
     expect(dnsProxyOptions({ EGRESS_DNS_PROXY_DEBUG: '1' }).dataPath).toBe('userspace');
     expect(dnsProxyOptions({ EGRESS_DNS_PROXY_DEBUG: '1', EGRESS_DNS_PROXY_MODE: 'kernel' }).dataPath).toBe('kernel');
