@@ -9,7 +9,7 @@ import type { Logger } from '../../observe/log.js';
 import { readResolvConf, type ResolvConf } from '../../dns/resolv-conf.js';
 import { Watcher } from '../../dns/watcher.js';
 import { AddressPool } from './pool.js';
-import type { DnsProxyOptions } from './options.js';
+import type { DataPath, DnsProxyOptions } from './options.js';
 import { UserspaceListener } from './userspace.js';
 import { KernelPath } from './kernel.js';
 
@@ -31,14 +31,18 @@ export interface DnsProxyDeps {
 export async function startDnsProxy(d: DnsProxyDeps): Promise<DnsProxy> {
   const { forwards, options: o, log } = d;
   const out = d.out ?? process.stdout;
-  out.write(`egress-router dns-proxy (${o.dataPath} data path) forwarding:\n${describeDnsProxy(forwards).map((l) => `  ${l}\n`).join('')}`);
+  const paths = forwards.map((f) => lineDataPath(o.dataPath, f));
+  const lines = describeDnsProxy(forwards).map((l, i) => `  ${l}${o.dataPath === 'auto' ? ` (${paths[i]})` : ''}\n`);
+  out.write(`egress-router dns-proxy (${o.dataPath} data path) forwarding:\n${lines.join('')}`);
   const conf = d.resolvConf ?? readResolvConf();
   const watchers = new Map<string, Watcher>();
   const pools = forwards.map((f) => new AddressPool({}, f.target.kind === 'ip' ? [f.target.address] : []));
-  const kernel = o.dataPath === 'kernel' ? new KernelPath(forwards, pools, o, log) : undefined;
-  const listeners = o.dataPath === 'userspace'
-    ? forwards.map((f, i) => new UserspaceListener({ port: f.localPort, remotePort: f.remotePort, target: describeTarget(f.target), pool: pools[i]! }, o, log))
-    : [];
+  const onKernel = forwards.flatMap((f, i) => (paths[i] === 'kernel' ? [i] : []));
+  const kernel = onKernel.length ? new KernelPath(onKernel.map((i) => forwards[i]!), onKernel.map((i) => pools[i]!), o, log) : undefined;
+  // Sparse: undefined for the lines the kernel carries.
+  const listeners = forwards.map((f, i) => (paths[i] === 'userspace'
+    ? new UserspaceListener({ port: f.localPort, remotePort: f.remotePort, target: describeTarget(f.target), pool: pools[i]! }, o, log)
+    : undefined));
 
   // One watcher per distinct name, shared by the lines that use it.
   for (const f of forwards) {
@@ -66,7 +70,7 @@ export async function startDnsProxy(d: DnsProxyDeps): Promise<DnsProxy> {
 
   await Promise.all([...watchers.values()].map((w) => w.start()));
   // Listeners with an address (IP targets, resolved names) listen now.
-  await Promise.all(listeners.map((l, i) => (pools[i]!.addresses.length ? l.listen() : undefined)));
+  await Promise.all(listeners.map((l, i) => (l && pools[i]!.addresses.length ? l.listen() : undefined)));
   await kernel?.start();
   // Printed once every listener that can serve does (tests and operators wait on it).
   out.write('dns-proxy ready\n');
@@ -75,8 +79,19 @@ export async function startDnsProxy(d: DnsProxyDeps): Promise<DnsProxy> {
     unresolved: () => forwards.filter((_, i) => pools[i]!.addresses.length === 0).map((f) => f.localPort),
     async stop() {
       for (const w of watchers.values()) w.stop();
-      await Promise.all(listeners.map((l) => l.close()));
+      await Promise.all(listeners.map((l) => l?.close()));
       await kernel?.stop();
     },
   };
+}
+
+/**
+ * Which path carries one line. In 'auto', a name goes to user space (a
+ * connect refused or unanswered by one address is retried on the next; a
+ * DNAT cannot re-send a SYN elsewhere) and an IP to the kernel (one address:
+ * nothing to retry on, so the faster path loses nothing).
+ */
+export function lineDataPath(mode: DataPath, f: DnsProxyForward): 'kernel' | 'userspace' {
+  if (mode !== 'auto') return mode;
+  return f.target.kind === 'ip' ? 'kernel' : 'userspace';
 }
