@@ -6,7 +6,8 @@
  */
 import { describeDnsProxy, describeTarget, type DnsProxyForward } from '../../config/dns-proxy.js';
 import type { Logger } from '../../observe/log.js';
-import { readResolvConf, type ResolvConf } from '../../dns/resolv-conf.js';
+import type { ResolvConf } from '../../dns/resolv-conf.js';
+import { ResolvConfFile } from '../../dns/resolv-conf-file.js';
 import { Watcher } from '../../dns/watcher.js';
 import { AddressPool } from './pool.js';
 import type { DataPath, DnsProxyOptions } from './options.js';
@@ -23,6 +24,7 @@ export interface DnsProxyDeps {
   readonly forwards: readonly DnsProxyForward[];
   readonly options: DnsProxyOptions;
   readonly log: Logger;
+  /** Fixed resolver settings (tests); by default /etc/resolv.conf, followed as it changes. */
   readonly resolvConf?: ResolvConf;
   /** Where the forwarding table is printed at startup. */
   readonly out?: NodeJS.WritableStream;
@@ -34,7 +36,8 @@ export async function startDnsProxy(d: DnsProxyDeps): Promise<DnsProxy> {
   const paths = forwards.map((f) => lineDataPath(o.dataPath, f));
   const lines = describeDnsProxy(forwards).map((l, i) => `  ${l}${o.dataPath === 'auto' ? ` (${paths[i]})` : ''}\n`);
   out.write(`egress-router dns-proxy (${o.dataPath} data path) forwarding:\n${lines.join('')}`);
-  const conf = d.resolvConf ?? readResolvConf();
+  const file = d.resolvConf ? undefined : new ResolvConfFile().watch();
+  const conf = d.resolvConf ?? (() => file!.current());
   const watchers = new Map<string, Watcher>();
   const pools = forwards.map((f) => new AddressPool({}, f.target.kind === 'ip' ? [f.target.address] : []));
   const onKernel = forwards.flatMap((f, i) => (paths[i] === 'kernel' ? [i] : []));
@@ -68,6 +71,12 @@ export async function startDnsProxy(d: DnsProxyDeps): Promise<DnsProxy> {
     });
   }
 
+  // New nameservers: every name asks them now, not at its next TTL or back-off.
+  file?.on('change', (c: ResolvConf, prev: ResolvConf) => {
+    log.warn({ nameservers: c.nameservers, previous: prev.nameservers, timeoutMs: c.timeoutMs, attempts: c.attempts }, 'resolv.conf changed, re-resolving every name');
+    for (const w of watchers.values()) void w.refresh();
+  });
+
   await Promise.all([...watchers.values()].map((w) => w.start()));
   // Listeners with an address (IP targets, resolved names) listen now.
   await Promise.all(listeners.map((l, i) => (l && pools[i]!.addresses.length ? l.listen() : undefined)));
@@ -78,6 +87,7 @@ export async function startDnsProxy(d: DnsProxyDeps): Promise<DnsProxy> {
   return {
     unresolved: () => forwards.filter((_, i) => pools[i]!.addresses.length === 0).map((f) => f.localPort),
     async stop() {
+      file?.close();
       for (const w of watchers.values()) w.stop();
       await Promise.all(listeners.map((l) => l?.close()));
       await kernel?.stop();
