@@ -1,8 +1,10 @@
 /**
  * The kernel data path: nft DNAT from each listener port to the target's
- * healthy addresses (plan/nft-dns-proxy.ts). Health checks replace the
- * per-connection retry of the user-space path: an address that refuses or
- * times out a TCP connect leaves the set until it accepts again.
+ * healthy addresses (plan/nft-dns-proxy.ts). It cannot retry a connection
+ * on another address as user space does; instead an address leaves the set
+ * when a client's connection to it is refused (conntrack events, at once)
+ * or a health check (a TCP connect every interval) fails, and comes back
+ * when a health check passes.
  */
 import net from 'node:net';
 import { writeFileSync } from 'node:fs';
@@ -14,6 +16,7 @@ import { toDeleteBatch, toReplaceBatch, toText } from '../../plan/nft.js';
 import { dnsProxyTable, hasIpv6, DNS_PROXY_OLD_FAMILIES, DNS_PROXY_TABLE, type KernelForward } from '../../plan/nft-dns-proxy.js';
 import type { AddressPool } from './pool.js';
 import type { DnsProxyOptions } from './options.js';
+import { RefusalWatch, type Refusal } from './refusals.js';
 
 export class KernelPath {
   private readonly dead = new Set<string>();
@@ -22,6 +25,7 @@ export class KernelPath {
   private applying: Promise<void> = Promise.resolve();
   private checking = false;
   private ipv6Forwarding = false;
+  private refusals: RefusalWatch | undefined;
 
   constructor(
     private readonly forwards: readonly DnsProxyForward[],
@@ -36,6 +40,8 @@ export class KernelPath {
     writeFileSync('/proc/sys/net/ipv4/ip_forward', '1');
     // A table of ours in a family we used before would DNAT beside the new one.
     for (const f of DNS_PROXY_OLD_FAMILIES) await deleteTable(f, DNS_PROXY_TABLE).catch(() => {});
+    this.refusals = new RefusalWatch((r) => this.refused(r), this.log);
+    this.refusals.start();
     await this.check();
     await this.update();
     this.timer = setInterval(() => {
@@ -48,6 +54,7 @@ export class KernelPath {
 
   async stop(): Promise<void> {
     clearInterval(this.timer);
+    this.refusals?.stop();
     await this.applying;
     await applyNft(toDeleteBatch('inet', DNS_PROXY_TABLE)).catch(() => {});
   }
@@ -92,6 +99,17 @@ export class KernelPath {
       }
     });
     return this.applying;
+  }
+
+  /** A client's connection was refused: out of the set now, not at the next health check. */
+  private refused(r: Refusal): void {
+    const t = `${r.address}:${r.remotePort}`;
+    if (this.dead.has(t)) return;
+    const ours = this.forwards.some((f, i) => f.localPort === r.port && f.remotePort === r.remotePort && this.pools[i]!.addresses.includes(r.address));
+    if (!ours) return;
+    this.dead.add(t);
+    this.log.warn({ address: t, port: r.port }, 'connection refused, address removed from the set until a health check passes');
+    void this.update();
   }
 
   /** One TCP connect per distinct address:port; bounded by the connect timeout. */
