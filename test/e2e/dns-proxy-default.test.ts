@@ -54,7 +54,7 @@ describe('dns-proxy, default data path', () => {
     expect(init.code, init.stderr).toBe(0);
     proxy = await lab.spawnReady('pod', [process.execPath, BIN, '--log-format', 'json', 'dns-proxy'], 'dns-proxy ready', {
       env: lab.routerEnv({
-        EGRESS_DNS_PROXY_DESTINATION: ['8000 pair.example 9000', '8001 pair.example 9001', '8010 moved.example 80'].join('\n'),
+        EGRESS_DNS_PROXY_DESTINATION: ['8000 pair.example 9000', '8001 pair.example 9001', '8010 moved.example 80', `8020 ${C} 80`].join('\n'),
         EGRESS_DNS_PROXY_TTL_MIN: '1',
       }),
     });
@@ -63,6 +63,16 @@ describe('dns-proxy, default data path', () => {
     await dns?.stop();
     await dns2?.stop();
     await lab?.destroy();
+  });
+
+  it('puts name lines in user space and IP lines on the kernel path, and says so', async () => {
+    expect(proxy.output()).toContain('(auto data path)');
+    expect(proxy.output()).toContain('port 8000 -> pair.example:9000 (userspace)');
+    expect(proxy.output()).toContain(`port 8020 -> ${C}:80 (kernel)`);
+    const t = await lab.exec('pod', ['nft', 'list', 'table', 'inet', 'egress_router_dns_proxy']);
+    expect(t.stdout).toContain('tcp dport 8020');
+    expect(t.stdout).not.toContain('tcp dport 8000');
+    expect((await banner(8020)).stdout).toMatch(sees(C, 80));
   });
 
   it('loses no connection one second after an address starts refusing (RST)', async () => {
