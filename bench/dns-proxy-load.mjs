@@ -2,7 +2,7 @@
 // by a duration or a count. Prints one JSON line with the result.
 //   serve IP OFFSETS              per offset o: sink :5001+o, echo :5002+o, one-byte-and-close :5003+o
 //   tput HOST PORT STREAMS SECS   bytes/s pushed through STREAMS connections
-//   cps HOST PORT CONC SECS       connections/s (connect, read 1 byte, close)
+//   cps HOST PORT CONC SECS       connections/s (connect, read 1 byte, close) and failed connections
 //   lat HOST PORT COUNT           ping-pong RTTs on one connection (p50, p99, µs)
 //   idle HOST PORT N              hold N open connections until stdin closes
 import net from 'node:net';
@@ -48,10 +48,13 @@ if (mode === 'serve') {
   const [host, port, conc, secs] = [a[0], Number(a[1]), Number(a[2]), Number(a[3])];
   const end = Date.now() + secs * 1000;
   let done = 0, failed = 0;
+  // A connection closed or refused before its byte arrived counts as failed.
   const one = () => new Promise((resolve) => {
     const s = net.connect({ host, port });
-    s.once('data', () => { done++; s.destroy(); resolve(); });
-    s.once('error', () => { failed++; resolve(); });
+    let got = false;
+    s.once('data', () => { got = true; done++; s.destroy(); resolve(); });
+    s.once('error', () => {});
+    s.once('close', () => { if (!got) { failed++; resolve(); } });
   });
   const t0 = Date.now();
   await Promise.all(Array.from({ length: conc }, async () => { while (Date.now() < end) await one(); }));

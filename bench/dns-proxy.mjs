@@ -2,6 +2,10 @@
 // (tcp mode, same forwarding table) and a direct routed connection, in one run,
 // in namespaces of our own (prefix erbd). Needs root, haproxy, a built dist/.
 // Layout: proxies pinned to CPU 0, servers and load generator to CPU 1.
+// Second part, a dead address among the targets: a name of two addresses
+// (our DNS server in the server namespace) whose second address starts
+// refusing (RST) as the run starts: connections/s and failed connections
+// through each path, i.e. what the death of an address costs its clients.
 import { spawn, execFileSync } from 'node:child_process';
 import { mkdtempSync, writeFileSync, readFileSync, rmSync, mkdirSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -19,7 +23,10 @@ const IDLE = Number(process.env.BENCH_IDLE_CONNS ?? 2000);
 const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 3);
 const id = randomBytes(2).toString('hex');
 const NS = { c: `erbd${id}c`, p: `erbd${id}p`, s: `erbd${id}s` };
-const P_IP = '10.99.1.1', S_IP = '10.99.2.2';
+const P_IP = '10.99.1.1', S_IP = '10.99.2.2', S_DEAD = '10.99.2.3';
+const DNS_SERVER = join(ROOT, 'test', 'lab', 'dns-server.mjs');
+// Server port offsets of the dead-address runs, one per target (see main()).
+const DEAD = { direct: 400, haproxy: 500, 'ours-userspace': 600, 'ours-kernel': 700 };
 const tmp = mkdtempSync(join(tmpdir(), 'erbd-'));
 const children = [];
 
@@ -68,6 +75,7 @@ async function idleMemory(pid, port) {
 function cleanup() {
   for (const p of children) if (p.exitCode === null) p.kill('SIGKILL');
   for (const ns of Object.values(NS)) { try { run(['ip', 'netns', 'del', ns]); } catch { /* not created */ } }
+  rmSync(`/etc/netns/${NS.p}`, { recursive: true, force: true });
   rmSync(tmp, { recursive: true, force: true });
 }
 process.on('exit', cleanup);
@@ -81,6 +89,12 @@ function topology() {
   run(['ip', '-n', NS.p, 'addr', 'add', `${P_IP}/24`, 'dev', 'c0']);
   run(['ip', '-n', NS.p, 'addr', 'add', '10.99.2.1/24', 'dev', 's0']);
   run(['ip', '-n', NS.s, 'addr', 'add', `${S_IP}/24`, 'dev', 'eth0']);
+  run(['ip', '-n', NS.s, 'addr', 'add', `${S_DEAD}/24`, 'dev', 'eth0']);
+  // Where the dead address is killed: an empty chain until a dead-address run.
+  run(inNs(NS.s, ['nft', 'add table ip kill; add chain ip kill in { type filter hook input priority 0; }']));
+  // `ip netns exec` bind-mounts this over /etc/resolv.conf for our proxies.
+  mkdirSync(`/etc/netns/${NS.p}`, { recursive: true });
+  writeFileSync(`/etc/netns/${NS.p}/resolv.conf`, `nameserver ${S_IP}\noptions timeout:1 attempts:2\n`);
   for (const [ns, dev] of [[NS.c, 'eth0'], [NS.p, 'c0'], [NS.p, 's0'], [NS.s, 'eth0']]) run(['ip', '-n', ns, 'link', 'set', dev, 'up']);
   run(['ip', '-n', NS.c, 'route', 'add', 'default', 'via', P_IP]);
   run(['ip', '-n', NS.s, 'route', 'add', 'default', 'via', '10.99.2.1']);
@@ -94,6 +108,11 @@ function haproxyConfig() {
   const lines = ['global', '  maxconn 8000', '  nbthread 1', `  pidfile ${tmp}/haproxy.pid`, 'defaults', '  mode tcp',
     '  timeout connect 10s', '  timeout client 1h', '  timeout server 1h'];
   for (const port of [5001, 5002, 5003]) lines.push(`listen p${port}`, `  bind ${P_IP}:${port + 1000}`, `  server s ${S_IP}:${port + 100}`);
+  // The dead-address case as the image's haproxy serves it: both addresses,
+  // health checks every 2 s, and a refused connect retried on the other server.
+  const d = 5003 + DEAD.haproxy;
+  lines.push('listen dead', `  bind ${P_IP}:${5053 + 1000}`, '  balance roundrobin', '  option redispatch 1', '  retries 3',
+    `  server a ${S_IP}:${d} check inter 2s`, `  server b ${S_DEAD}:${d} check inter 2s`);
   const f = join(tmp, 'haproxy.cfg');
   writeFileSync(f, lines.join('\n') + '\n');
   return f;
@@ -104,15 +123,22 @@ async function main() {
   // Each target gets its own server ports: the proxies all connect from
   // 10.99.2.1, and shared ports would make one target's TIME_WAIT tuples on
   // the server collide with the next target's new connections.
-  const srv = start(NS.s, pin(1, [process.execPath, LOAD, 'serve', S_IP, '0,100,200,300']));
-  await waitFor(srv, 'ready');
+  const offsets = [0, 100, 200, 300, ...Object.values(DEAD)].join(',');
+  const srv = start(NS.s, pin(1, [process.execPath, LOAD, 'serve', S_IP, offsets]));
+  const srv2 = start(NS.s, pin(1, [process.execPath, LOAD, 'serve', S_DEAD, offsets]));
+  const zone = join(tmp, 'zone.json');
+  writeFileSync(zone, JSON.stringify({ 'pair.bench': { A: [S_IP, S_DEAD], ttl: 300 } }));
+  const dns = start(NS.s, pin(1, [process.execPath, DNS_SERVER, '--listen', `${S_IP}:53`, '--zone', zone]));
+  for (const p of [srv, srv2, dns]) await waitFor(p, 'ready');
   const hap = start(NS.p, pin(0, ['haproxy', '-db', '-f', haproxyConfig()]));
-  const table = (base) => [5001, 5002, 5003].map((p) => `${p + base} ${S_IP} ${p + base / 10}`).join('\n');
-  const ours = (mode, base) => start(NS.p, pin(0, [process.execPath, BIN, '--log-format', 'json', 'dns-proxy']), {
-    ...process.env, EGRESS_DNS_PROXY_DESTINATION: table(base), EGRESS_DNS_PROXY_MODE: mode, EGRESS_DNS_PROXY_HEALTH_INTERVAL: '5',
+  // Plus the name line of the dead-address runs: local port 5053+base.
+  const table = (base, dead) => [...[5001, 5002, 5003].map((p) => `${p + base} ${S_IP} ${p + base / 10}`), `${5053 + base} pair.bench ${5003 + dead}`].join('\n');
+  // Default health interval (2 s): the dead-address figures are what an operator gets.
+  const ours = (mode, base, dead) => start(NS.p, pin(0, [process.execPath, BIN, '--log-format', 'json', 'dns-proxy']), {
+    ...process.env, EGRESS_DNS_PROXY_DESTINATION: table(base, dead), EGRESS_DNS_PROXY_MODE: mode,
   });
-  const user = ours('userspace', 2000);
-  const kern = ours('kernel', 3000);
+  const user = ours('userspace', 2000, DEAD['ours-userspace']);
+  const kern = ours('kernel', 3000, DEAD['ours-kernel']);
   await waitFor(user, 'dns-proxy ready');
   await waitFor(kern, 'dns-proxy ready');
   await new Promise((r) => setTimeout(r, 500));
@@ -150,10 +176,38 @@ async function main() {
       // Kernel path: an idle flow is a conntrack entry, not process memory.
       idleKiB: idle[t.name] };
   }
-  report(results);
+  report(results, await deadAddress(targets));
 }
 
-function report(res) {
+/**
+ * Per round and target: kill the second address (RST), measure at once,
+ * revive it, and give health checks time to take it back (haproxy:
+ * rise 2 x inter 2 s). Direct goes to the live address only: the ceiling.
+ */
+async function deadAddress(targets) {
+  const samples = Object.fromEntries(targets.map((t) => [t.name, []]));
+  const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+  for (let round = 0; round < ROUNDS; round++) {
+    for (const t of targets.map((_, i) => targets[(i + round) % targets.length])) {
+      const port = t.name === 'direct' ? 5003 + DEAD.direct : 5053 + t.base;
+      run(inNs(NS.s, ['nft', `add rule ip kill in ip daddr ${S_DEAD} tcp dport ${5003 + DEAD[t.name]} reject with tcp reset`]));
+      const r = load(['cps', t.host, port, 8, SECS]);
+      run(inNs(NS.s, ['nft', 'flush chain ip kill in']));
+      samples[t.name].push(r);
+      process.stderr.write(`round ${round + 1} dead address, ${t.name}: ${JSON.stringify(r)}\n`);
+      await sleep(5000);
+    }
+  }
+  const out = {};
+  for (const t of targets) {
+    const v = samples[t.name];
+    const med = (k) => v.map((r) => r[k]).sort((x, y) => x - y)[Math.floor(v.length / 2)];
+    out[t.name] = { cps: med('connPerSec'), failed: med('failed'), failedTotal: v.reduce((n, r) => n + r.failed, 0) };
+  }
+  return out;
+}
+
+function report(res, dead) {
   const h = res.haproxy, d = res.direct;
   const gbit = (b) => (b * 8 / 1e9).toFixed(2);
   const ratio = (x, y) => (x && y ? (x / y).toFixed(2) + 'x' : '-');
@@ -166,8 +220,15 @@ function report(res) {
   const text = rows.map((r) => r.map((c, i) => c.padEnd(w[i])).join('  ')).join('\n');
   console.log(`dns-proxy bench: medians of ${ROUNDS} rounds, ${SECS}s per run, ${IDLE} idle connections; layout: ${cpus > 1 ? 'proxies on CPU 0, servers and load on CPU 1' : 'one CPU shared'}`);
   console.log(text);
+  const drows = [['target (dead address)', 'conn/s', 'x hap', 'x direct', `failed/run`, `failed, ${ROUNDS} runs`]];
+  for (const [name, r] of Object.entries(dead)) {
+    drows.push([name, r.cps.toFixed(0), ratio(r.cps, dead.haproxy?.cps), ratio(r.cps, dead.direct?.cps), String(r.failed), String(r.failedTotal)]);
+  }
+  const dw = drows[0].map((_, i) => Math.max(...drows.map((r) => r[i].length)));
+  console.log(`\ndead address: a name of two addresses, the second refusing (RST) from the start of each ${SECS}s run; 8 concurrent clients; direct = to the live address only`);
+  console.log(drows.map((r) => r.map((c, i) => c.padEnd(dw[i])).join('  ')).join('\n'));
   mkdirSync(join(ROOT, 'bench', 'out'), { recursive: true });
-  writeFileSync(join(ROOT, 'bench', 'out', 'dns-proxy.json'), JSON.stringify({ secs: SECS, rounds: ROUNDS, idle: IDLE, cpus, results: res }, null, 2) + '\n');
+  writeFileSync(join(ROOT, 'bench', 'out', 'dns-proxy.json'), JSON.stringify({ secs: SECS, rounds: ROUNDS, idle: IDLE, cpus, results: res, deadAddress: dead }, null, 2) + '\n');
 }
 
 main().then(() => process.exit(0), (e) => { console.error(e.stack ?? e); process.exit(1); });

@@ -14,7 +14,7 @@ export function registerDnsProxy(program: Command, ctx: () => CliContext): void 
   program
     .command('dns-proxy')
     .description('forward TCP ports to IPs or DNS names (EGRESS_DNS_PROXY_DESTINATION), re-resolving names as their TTL expires')
-    .option('--mode <path>', "data path: 'userspace' or 'kernel' (overrides EGRESS_DNS_PROXY_MODE)")
+    .option('--mode <path>', "data path: 'auto', 'userspace' or 'kernel' (overrides EGRESS_DNS_PROXY_MODE)")
     .option('--debug', 'log every connection and address change (as EGRESS_DNS_PROXY_DEBUG=1)')
     .addHelpText('after', envHelp({ ...DNS_PROXY_VARS, ...SERVICE_VARS }))
     .action(async (opts: { mode?: string; debug?: boolean }) => {

@@ -9,7 +9,15 @@ import { die } from './errors.js';
 import { parseInteger, parseSeconds } from './int.js';
 import { bindAddress, parsePlacement, type Placement } from './placement.js';
 
-export type DataPath = 'kernel' | 'userspace';
+/**
+ * 'auto': per line, by what each path can guarantee. A name's line goes to
+ * user space, which retries a refused or unanswered connect on the next
+ * address (a kernel DNAT cannot re-send a SYN elsewhere, so it loses the
+ * connections that reach a freshly-dead address); an IP line goes to the
+ * kernel, where there is no other address to retry on anyway and bytes are
+ * not copied through user space.
+ */
+export type DataPath = 'auto' | 'kernel' | 'userspace';
 
 export interface DnsProxyOptions {
   readonly dataPath: DataPath;
@@ -41,7 +49,7 @@ export const DNS_PROXY_FLAGS = {
 export const DNS_PROXY_VARS: Record<string, string> = {
   EGRESS_DNS_PROXY_DESTINATION: "'<port> <ip-or-name> [<remote_port>]' per line",
   EGRESS_DNS_PROXY_DESTINATION_FILE: 'read the destination lines from this file instead',
-  EGRESS_DNS_PROXY_MODE: "'kernel' (nft DNAT, default in pod placement), 'userspace' (default in host placement or with EGRESS_DNS_PROXY_DEBUG=1); flag --mode",
+  EGRESS_DNS_PROXY_MODE: "'auto' (default in pod placement: IP lines on nft DNAT, name lines in user space, which retries a dead address), 'kernel' (every line on nft DNAT: faster, but connections to a freshly-dead address fail until its health check), 'userspace' (every line; default in host placement or with EGRESS_DNS_PROXY_DEBUG=1); flag --mode",
   EGRESS_DNS_PROXY_DEBUG: "'1': one line per connection and per changed address set; flag --debug",
   EGRESS_DNS_PROXY_IPV6: "'1': use AAAA records for names without A records",
   EGRESS_DNS_PROXY_CONNECT_TIMEOUT: 'seconds to connect to a remote address (default 10)',
@@ -49,7 +57,7 @@ export const DNS_PROXY_VARS: Record<string, string> = {
   EGRESS_DNS_PROXY_MAX_CONNECTIONS: 'concurrent connections per listener (default 10000)',
   EGRESS_DNS_PROXY_TTL_MIN: 'floor of the re-resolution interval, seconds (default 2)',
   EGRESS_DNS_PROXY_TTL_MAX: 'ceiling of the re-resolution interval, seconds (default 60)',
-  EGRESS_DNS_PROXY_HEALTH_INTERVAL: 'kernel path: seconds between health checks (default 2)',
+  EGRESS_DNS_PROXY_HEALTH_INTERVAL: 'kernel path (IP lines in auto mode): seconds between health checks (default 2)',
   EGRESS_PLACEMENT: "'pod' (default) or 'host' (outbound connections bind EGRESS_SOURCE)",
   EGRESS_SOURCE: 'the egress source IP (IP or IP/len), bound in host placement',
 };
@@ -77,13 +85,15 @@ export function dnsProxyConfig(env: Env): DnsProxyConfig {
 
 export function dnsProxyOptions(env: Env, placement: Placement = parsePlacement(env)): DnsProxyOptions {
   const debug = flag(env.EGRESS_DNS_PROXY_DEBUG);
-  // Kernel by default: measured (bench/dns-proxy.mjs) at 2x+ haproxy's
-  // throughput where user space is below it. User space where the kernel
-  // path cannot do the job: host placement (DNAT there would capture the
-  // node's own traffic) and per-connection debug lines (conntrack keeps no log).
-  const mode = env.EGRESS_DNS_PROXY_MODE || (placement === 'host' || debug ? 'userspace' : 'kernel');
-  if (mode !== 'kernel' && mode !== 'userspace') die(`EGRESS_DNS_PROXY_MODE '${mode}' is invalid, must be 'userspace' or 'kernel'`);
-  if (mode === 'kernel' && placement === 'host') die("EGRESS_DNS_PROXY_MODE 'kernel' needs EGRESS_PLACEMENT 'pod'");
+  // 'auto' by default: no connection lost when one of a name's addresses
+  // dies (issue 9), kernel speed for IP lines (docs/dns-proxy.md has the
+  // measurements). User space for every line where the kernel path cannot
+  // do the job: host placement (DNAT there would capture the node's own
+  // traffic) and per-connection debug lines (conntrack keeps no log).
+  const requested = env.EGRESS_DNS_PROXY_MODE || 'auto';
+  if (requested !== 'auto' && requested !== 'kernel' && requested !== 'userspace') die(`EGRESS_DNS_PROXY_MODE '${requested}' is invalid, must be 'auto', 'userspace' or 'kernel'`);
+  if (requested === 'kernel' && placement === 'host') die("EGRESS_DNS_PROXY_MODE 'kernel' needs EGRESS_PLACEMENT 'pod'");
+  const mode: DataPath = requested === 'auto' && (placement === 'host' || debug) ? 'userspace' : requested;
   const minTtl = seconds(env, 'EGRESS_DNS_PROXY_TTL_MIN', 2, 1);
   return {
     dataPath: mode,

@@ -16,7 +16,8 @@ import { resolveName, type Resolution, type ResolveOptions } from './resolver.js
 import type { ResolvConf } from './resolv-conf.js';
 
 export interface WatcherOptions extends ResolveOptions {
-  readonly conf: ResolvConf;
+  /** Fixed settings, or a function asked before every lookup (a followed resolv.conf). */
+  readonly conf: ResolvConf | (() => ResolvConf);
   /** TTL floor and ceiling, seconds. */
   readonly minTtl?: number;
   readonly maxTtl?: number;
@@ -74,7 +75,8 @@ export class Watcher extends EventEmitter {
   private async lookup(): Promise<void> {
     let next: number;
     try {
-      const r: Resolution = await resolveName(this.opts.conf, this.name, this.opts);
+      const c = this.opts.conf;
+      const r: Resolution = await resolveName(typeof c === 'function' ? c() : c, this.name, this.opts);
       if (this.stopped) return;
       if (r.addresses.length === 0) throw new Error('no addresses');
       this.failures = 0;

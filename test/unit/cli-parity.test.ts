@@ -72,7 +72,7 @@ describe('check dns-proxy == dns-proxy', () => {
     [{ ...DNS, EGRESS_PLACEMENT: 'vm' }, "EGRESS_PLACEMENT 'vm' is invalid, must be 'pod' or 'host'"],
     [{ ...DNS, EGRESS_PLACEMENT: 'host', EGRESS_SOURCE: 'not-an-ip' }, "EGRESS_SOURCE 'not-an-ip' is not an IP address (host placement binds outbound sockets to it)"],
     [{ ...DNS, EGRESS_PLACEMENT: 'host' }, "EGRESS_SOURCE '' is not an IP address (host placement binds outbound sockets to it)"],
-    [{ ...DNS, EGRESS_DNS_PROXY_MODE: 'ebpf' }, "EGRESS_DNS_PROXY_MODE 'ebpf' is invalid, must be 'userspace' or 'kernel'"],
+    [{ ...DNS, EGRESS_DNS_PROXY_MODE: 'ebpf' }, "EGRESS_DNS_PROXY_MODE 'ebpf' is invalid, must be 'auto', 'userspace' or 'kernel'"],
     [{ ...DNS, EGRESS_PLACEMENT: 'host', EGRESS_SOURCE: '10.0.0.2', EGRESS_DNS_PROXY_MODE: 'kernel' }, "EGRESS_DNS_PROXY_MODE 'kernel' needs EGRESS_PLACEMENT 'pod'"],
     [{ ...DNS, EGRESS_DNS_PROXY_TTL_MIN: '0' }, "EGRESS_DNS_PROXY_TTL_MIN '0' is invalid, must be a number >= 1"],
   ])('%j -> %s', (env, line) => parity('dns-proxy', ['dns-proxy'], env, line));
@@ -85,7 +85,7 @@ describe('flags are merged into the variables; messages name what was typed', ()
     expect(run(['http-proxy', '--clients', 'x'], HTTP, true)).toMatchObject({ code: 1, stderr: "Bad client address 'x'\n" });
   });
   it('dns-proxy --mode', () => {
-    expect(run(['dns-proxy', '--mode', 'ebpf'], DNS, true)).toMatchObject({ code: 1, stderr: "EGRESS_DNS_PROXY_MODE 'ebpf' is invalid, must be 'userspace' or 'kernel'\n" });
+    expect(run(['dns-proxy', '--mode', 'ebpf'], DNS, true)).toMatchObject({ code: 1, stderr: "EGRESS_DNS_PROXY_MODE 'ebpf' is invalid, must be 'auto', 'userspace' or 'kernel'\n" });
   });
 });
 

@@ -60,27 +60,41 @@ describe('kernel path nft table', () => {
     { port: 8002, remotePort: 80, addresses: ['203.0.113.10', '203.0.113.11'], comment: '8002 -> two.example:80' },
     { port: 8001, remotePort: 80, addresses: ['203.0.113.10'], comment: '8001 -> 203.0.113.10:80' },
     { port: 8005, remotePort: 80, addresses: [], comment: '8005 -> missing.example:80' },
+    { port: 8006, remotePort: 443, addresses: ['2001:db8::1', '203.0.113.12', '2001:db8::2'], comment: '8006 -> dual.example:443' },
+    { port: 8007, remotePort: 80, addresses: ['2001:db8::3'], comment: '8007 -> 2001:db8::3:80' },
   ], 't');
 
   it('spreads with numgen over a map, DNATs a single address directly, and has no rule for an unresolved port', () => {
     const text = toText(t);
-    expect(text).toContain('tcp dport 8002 counter dnat to numgen inc mod 2 map { 0 : 203.0.113.10, 1 : 203.0.113.11 } :80');
-    expect(text).toContain('tcp dport 8001 counter dnat to 203.0.113.10:80');
+    expect(text).toContain('table inet t');
+    expect(text).toContain('meta nfproto ipv4 tcp dport 8002 counter dnat ip to numgen inc mod 2 map { 0 : 203.0.113.10, 1 : 203.0.113.11 } :80');
+    expect(text).toContain('meta nfproto ipv4 tcp dport 8001 counter dnat ip to 203.0.113.10:80');
     expect(text).not.toContain('8005');
     expect(text).toContain('ct status dnat masquerade');
   });
 
   it('JSON carries the same map as nft itself prints it', () => {
     const rules = toReplaceBatch(t).nftables.filter((c) => (c as { add?: { rule?: unknown } }).add?.rule) as Array<{ add: { rule: { expr: unknown[] } } }>;
-    expect(rules[0]!.add.rule.expr[2]).toEqual({
-      dnat: { addr: { map: { key: { numgen: { mode: 'inc', mod: 2, offset: 0 } }, data: { set: [[0, '203.0.113.10'], [1, '203.0.113.11']] } } }, port: 80 },
+    expect(rules[0]!.add.rule.expr[3]).toEqual({
+      dnat: { family: 'ip', addr: { map: { key: { numgen: { mode: 'inc', mod: 2, offset: 0 } }, data: { set: [[0, '203.0.113.10'], [1, '203.0.113.11']] } } }, port: 80 },
     });
   });
+
+  it('DNATs each family to its own addresses: IPv6 clients to IPv6 addresses, IPv4 clients to IPv4', () => {
+    const text = toText(t);
+    expect(text).toContain('meta nfproto ipv4 tcp dport 8006 counter dnat ip to 203.0.113.12:443');
+    expect(text).toContain('meta nfproto ipv6 tcp dport 8006 counter dnat ip6 to numgen inc mod 2 map { 0 : 2001:db8::1, 1 : 2001:db8::2 } :443');
+    expect(text).toContain('meta nfproto ipv6 tcp dport 8007 counter dnat ip6 to [2001:db8::3]:80');
+    expect(text).not.toMatch(/ipv4 tcp dport 8007/);
+  });
+
 });
 
 describe('data path choice', () => {
-  it('is the kernel in pod placement, user space in host placement or with debug lines, and explicit wins', () => {
-    expect(dnsProxyOptions({}).dataPath).toBe('kernel');
+  it('is auto (per line) in pod placement, user space in host placement or with debug lines, and explicit wins', () => {
+    expect(dnsProxyOptions({}).dataPath).toBe('auto');
+    expect(dnsProxyOptions({ EGRESS_DNS_PROXY_MODE: 'auto', EGRESS_DNS_PROXY_DEBUG: '1' }).dataPath).toBe('userspace');
+    expect(dnsProxyOptions({ EGRESS_DNS_PROXY_MODE: 'kernel' }).dataPath).toBe('kernel');
     expect(dnsProxyOptions({ EGRESS_PLACEMENT: 'host', EGRESS_SOURCE: '192.168.12.99/24' })).toMatchObject({ dataPath: 'userspace', bindSource: '192.168.12.99' });
     expect(dnsProxyOptions({ EGRESS_DNS_PROXY_DEBUG: '1' }).dataPath).toBe('userspace');
     expect(dnsProxyOptions({ EGRESS_DNS_PROXY_DEBUG: '1', EGRESS_DNS_PROXY_MODE: 'kernel' }).dataPath).toBe('kernel');

@@ -6,10 +6,11 @@
  */
 import { describeDnsProxy, describeTarget, type DnsProxyForward } from '../../config/dns-proxy.js';
 import type { Logger } from '../../observe/log.js';
-import { readResolvConf, type ResolvConf } from '../../dns/resolv-conf.js';
+import type { ResolvConf } from '../../dns/resolv-conf.js';
+import { ResolvConfFile } from '../../dns/resolv-conf-file.js';
 import { Watcher } from '../../dns/watcher.js';
 import { AddressPool } from './pool.js';
-import type { DnsProxyOptions } from '../../config/dns-proxy-options.js';
+import type { DataPath, DnsProxyOptions } from '../../config/dns-proxy-options.js';
 import { UserspaceListener } from './userspace.js';
 import { KernelPath } from './kernel.js';
 
@@ -23,6 +24,7 @@ export interface DnsProxyDeps {
   readonly forwards: readonly DnsProxyForward[];
   readonly options: DnsProxyOptions;
   readonly log: Logger;
+  /** Fixed resolver settings (tests); by default /etc/resolv.conf, followed as it changes. */
   readonly resolvConf?: ResolvConf;
   /** Where the forwarding table is printed at startup. */
   readonly out?: NodeJS.WritableStream;
@@ -31,14 +33,19 @@ export interface DnsProxyDeps {
 export async function startDnsProxy(d: DnsProxyDeps): Promise<DnsProxy> {
   const { forwards, options: o, log } = d;
   const out = d.out ?? process.stdout;
-  out.write(`egress-router dns-proxy (${o.dataPath} data path) forwarding:\n${describeDnsProxy(forwards).map((l) => `  ${l}\n`).join('')}`);
-  const conf = d.resolvConf ?? readResolvConf();
+  const paths = forwards.map((f) => lineDataPath(o.dataPath, f));
+  const lines = describeDnsProxy(forwards).map((l, i) => `  ${l}${o.dataPath === 'auto' ? ` (${paths[i]})` : ''}\n`);
+  out.write(`egress-router dns-proxy (${o.dataPath} data path) forwarding:\n${lines.join('')}`);
+  const file = d.resolvConf ? undefined : new ResolvConfFile().watch();
+  const conf = d.resolvConf ?? (() => file!.current());
   const watchers = new Map<string, Watcher>();
   const pools = forwards.map((f) => new AddressPool({}, f.target.kind === 'ip' ? [f.target.address] : []));
-  const kernel = o.dataPath === 'kernel' ? new KernelPath(forwards, pools, o, log) : undefined;
-  const listeners = o.dataPath === 'userspace'
-    ? forwards.map((f, i) => new UserspaceListener({ port: f.localPort, remotePort: f.remotePort, target: describeTarget(f.target), pool: pools[i]! }, o, log))
-    : [];
+  const onKernel = forwards.flatMap((f, i) => (paths[i] === 'kernel' ? [i] : []));
+  const kernel = onKernel.length ? new KernelPath(onKernel.map((i) => forwards[i]!), onKernel.map((i) => pools[i]!), o, log) : undefined;
+  // Sparse: undefined for the lines the kernel carries.
+  const listeners = forwards.map((f, i) => (paths[i] === 'userspace'
+    ? new UserspaceListener({ port: f.localPort, remotePort: f.remotePort, target: describeTarget(f.target), pool: pools[i]! }, o, log)
+    : undefined));
 
   // One watcher per distinct name, shared by the lines that use it.
   for (const f of forwards) {
@@ -64,9 +71,15 @@ export async function startDnsProxy(d: DnsProxyDeps): Promise<DnsProxy> {
     });
   }
 
+  // New nameservers: every name asks them now, not at its next TTL or back-off.
+  file?.on('change', (c: ResolvConf, prev: ResolvConf) => {
+    log.warn({ nameservers: c.nameservers, previous: prev.nameservers, timeoutMs: c.timeoutMs, attempts: c.attempts }, 'resolv.conf changed, re-resolving every name');
+    for (const w of watchers.values()) void w.refresh();
+  });
+
   await Promise.all([...watchers.values()].map((w) => w.start()));
   // Listeners with an address (IP targets, resolved names) listen now.
-  await Promise.all(listeners.map((l, i) => (pools[i]!.addresses.length ? l.listen() : undefined)));
+  await Promise.all(listeners.map((l, i) => (l && pools[i]!.addresses.length ? l.listen() : undefined)));
   await kernel?.start();
   // Printed once every listener that can serve does (tests and operators wait on it).
   out.write('dns-proxy ready\n');
@@ -74,9 +87,21 @@ export async function startDnsProxy(d: DnsProxyDeps): Promise<DnsProxy> {
   return {
     unresolved: () => forwards.filter((_, i) => pools[i]!.addresses.length === 0).map((f) => f.localPort),
     async stop() {
+      file?.close();
       for (const w of watchers.values()) w.stop();
-      await Promise.all(listeners.map((l) => l.close()));
+      await Promise.all(listeners.map((l) => l?.close()));
       await kernel?.stop();
     },
   };
+}
+
+/**
+ * Which path carries one line. In 'auto', a name goes to user space (a
+ * connect refused or unanswered by one address is retried on the next; a
+ * DNAT cannot re-send a SYN elsewhere) and an IP to the kernel (one address:
+ * nothing to retry on, so the faster path loses nothing).
+ */
+export function lineDataPath(mode: DataPath, f: DnsProxyForward): 'kernel' | 'userspace' {
+  if (mode !== 'auto') return mode;
+  return f.target.kind === 'ip' ? 'kernel' : 'userspace';
 }

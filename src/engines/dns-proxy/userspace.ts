@@ -19,6 +19,9 @@ export interface Listener {
 
 // A client gets at most this many connect attempts (each on another address).
 const MAX_TRIES = 3;
+// Linux re-sends an unanswered SYN after 1 s: an address silent that long is
+// probably black-holed, so the next one is tried beside it from then on.
+const RACE_AFTER_MS = 1000;
 // Stream buffers: at the 16 KiB default, every 64 KiB socket read overflows
 // the writer and pauses the reader. Allocated as data arrives, so an idle
 // connection does not pay for them.
@@ -70,6 +73,8 @@ export class UserspaceListener {
     let chosen: string | undefined;
     let upstream: net.Socket | undefined;
     let reason: string | undefined;
+    // Connects in flight and the address each one goes to.
+    const pending = new Map<net.Socket, string>();
     this.open.add(client);
     client.on('error', (e) => finish(`client error: ${(e as NodeJS.ErrnoException).code ?? e.message}`));
 
@@ -77,9 +82,11 @@ export class UserspaceListener {
       reason ??= why;
       client.destroy();
       upstream?.destroy();
+      for (const s of pending.keys()) s.destroy();
     };
     client.once('close', () => {
       this.open.delete(client);
+      for (const s of pending.keys()) s.destroy();
       // A client gone before the remote finished: nobody to deliver to.
       if (upstream && !upstream.writableFinished) upstream.destroy();
       if (!this.o.debug) return;
@@ -91,29 +98,49 @@ export class UserspaceListener {
     });
 
     const attempt = () => {
-      const addr = this.l.pool.pick(tried);
-      if (addr === undefined || tried.size >= MAX_TRIES) {
+      if (upstream || client.destroyed) return;
+      const addr = tried.size < MAX_TRIES ? this.l.pool.pick(tried) : undefined;
+      if (addr === undefined) {
+        // Others still connecting: one of them may yet answer.
+        if (pending.size > 0) return;
         if (tried.size > 0) this.log.warn({ client: who || peer(), port: this.l.port, name: this.l.target, tried: [...tried] }, 'no address accepted the connection');
         return finish(tried.size ? 'all connect attempts failed' : 'no address');
       }
       tried.add(addr);
-      chosen = addr;
       // highWaterMark is a Duplex option net.Socket passes on; @types/node 20 omits it.
       const up = net.connect({ host: addr, port: this.l.remotePort, allowHalfOpen: true, noDelay: true, localAddress: this.o.bindSource, highWaterMark: HWM } as net.NetConnectOpts);
-      upstream = up;
+      pending.set(up, addr);
       const timer = setTimeout(() => up.destroy(Object.assign(new Error('connect timeout'), { code: 'ETIMEDOUT' })), this.o.connectTimeoutMs);
+      // An unanswered SYN (black-holed address) would hold the client for the
+      // whole connect timeout: past the first SYN retransmission time, race the
+      // next address beside it and keep whichever answers first.
+      const race = setTimeout(attempt, Math.min(RACE_AFTER_MS, this.o.connectTimeoutMs));
       const failed = (e: NodeJS.ErrnoException) => {
         clearTimeout(timer);
+        clearTimeout(race);
+        pending.delete(up);
         this.l.pool.markDown(addr);
         this.log.warn({ port: this.l.port, name: this.l.target, address: addr, err: e.code ?? e.message }, 'connect failed, address marked down');
-        if (!client.destroyed) attempt();
+        attempt();
       };
       up.once('error', failed);
       up.once('connect', () => {
         clearTimeout(timer);
+        clearTimeout(race);
+        pending.delete(up);
         up.off('error', failed);
         this.l.pool.markUp(addr);
+        // The racers that lost had not answered for at least RACE_AFTER_MS:
+        // down, so the next clients skip them instead of waiting again.
+        for (const [s, a] of pending) {
+          s.destroy();
+          this.l.pool.markDown(a);
+          this.log.warn({ port: this.l.port, name: this.l.target, address: a, err: 'ETIMEDOUT' }, 'connect unanswered while another address answered, address marked down');
+        }
+        pending.clear();
         if (client.destroyed) return up.destroy();
+        chosen = addr;
+        upstream = up;
         this.pipe(client, up, finish);
       });
     };
