@@ -30,6 +30,6 @@ export function registerDnsProxy(program: Command, ctx: () => CliContext): void 
 
 /** The engine as both `dns-proxy` and `daemon` start it. */
 export async function startDnsProxyEngine(cfg: DnsProxyConfig, log: Logger): Promise<Engine> {
-  const { dnsProxyEngine } = await import('../engines/dns-proxy/engine.js');
-  return dnsProxyEngine(cfg, log);
+  const { startDnsProxy } = await import('../engines/dns-proxy/index.js');
+  return startDnsProxy({ forwards: cfg.forwards, options: cfg.options, log, file: cfg.file });
 }

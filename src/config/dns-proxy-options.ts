@@ -37,6 +37,8 @@ export interface DnsProxyConfig {
   readonly placement: Placement;
   readonly forwards: readonly DnsProxyForward[];
   readonly options: DnsProxyOptions;
+  /** EGRESS_DNS_PROXY_DESTINATION_FILE and the text the lines were parsed from (a reload follows it). */
+  readonly file: { readonly path: string; readonly text: string } | undefined;
 }
 
 /** Each flag of `dns-proxy` and the variable it sets (--debug sets '1'). */
@@ -78,9 +80,11 @@ const flag = (v: string | undefined) => v === '1' || v === 'true';
 
 /** The part's whole configuration; the destinations first, as the image checks them first. */
 export function dnsProxyConfig(env: Env): DnsProxyConfig {
-  const forwards = parseDnsProxyDestinations(destinationValue(env, 'EGRESS_DNS_PROXY_DESTINATION'));
+  const text = destinationValue(env, 'EGRESS_DNS_PROXY_DESTINATION');
+  const forwards = parseDnsProxyDestinations(text);
   const placement = parsePlacement(env);
-  return { placement, forwards, options: dnsProxyOptions(env, placement) };
+  const path = env.EGRESS_DNS_PROXY_DESTINATION_FILE;
+  return { placement, forwards, options: dnsProxyOptions(env, placement), file: path ? { path, text: text ?? '' } : undefined };
 }
 
 export function dnsProxyOptions(env: Env, placement: Placement = parsePlacement(env)): DnsProxyOptions {

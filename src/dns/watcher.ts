@@ -43,6 +43,9 @@ export class Watcher extends EventEmitter {
   private timer: NodeJS.Timeout | undefined;
   private stopped = false;
   private inflight: Promise<void> | undefined;
+  /** Lookups made and failed, for metrics (read at scrape time). */
+  lookups = 0;
+  lookupFailures = 0;
 
   constructor(readonly name: string, private readonly opts: WatcherOptions) { super(); }
 
@@ -74,6 +77,7 @@ export class Watcher extends EventEmitter {
 
   private async lookup(): Promise<void> {
     let next: number;
+    this.lookups++;
     try {
       const c = this.opts.conf;
       const r: Resolution = await resolveName(typeof c === 'function' ? c() : c, this.name, this.opts);
@@ -87,6 +91,7 @@ export class Watcher extends EventEmitter {
       next = clampTtl(r.ttl, this.opts.minTtl, this.opts.maxTtl);
     } catch (e) {
       if (this.stopped) return;
+      this.lookupFailures++;
       this.failures++;
       // Keep the last good addresses: a DNS outage must not cut traffic.
       this.emit('failure', e, this.failures);

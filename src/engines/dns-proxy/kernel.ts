@@ -28,8 +28,8 @@ export class KernelPath {
   private refusals: RefusalWatch | undefined;
 
   constructor(
-    private readonly forwards: readonly DnsProxyForward[],
-    private readonly pools: readonly AddressPool[],
+    private forwards: readonly DnsProxyForward[],
+    private pools: readonly AddressPool[],
     private readonly o: DnsProxyOptions,
     private readonly log: Logger,
   ) {}
@@ -57,6 +57,21 @@ export class KernelPath {
     this.refusals?.stop();
     await this.applying;
     await applyNft(toDeleteBatch('inet', DNS_PROXY_TABLE)).catch(() => {});
+  }
+
+  /** A reload: the lines this path carries from now on (the table follows in update(), one transaction). */
+  setLines(forwards: readonly DnsProxyForward[], pools: readonly AddressPool[]): void {
+    this.forwards = forwards;
+    this.pools = pools;
+  }
+
+  /** Addresses per line by health, for metrics. */
+  health(): { port: number; up: number; down: number }[] {
+    return this.forwards.map((f, i) => {
+      const all = this.pools[i]!.addresses;
+      const down = all.filter((a) => this.dead.has(`${a}:${f.remotePort}`)).length;
+      return { port: f.localPort, up: all.length - down, down };
+    });
   }
 
   /** Addresses per listener minus the dead ones (all of a family if all of it is dead: a retry beats a refusal). */

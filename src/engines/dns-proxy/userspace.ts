@@ -27,11 +27,34 @@ const RACE_AFTER_MS = 1000;
 // connection does not pay for them.
 const HWM = 256 << 10;
 
+/** Plain numbers, read by metrics at scrape time (lifecycle/engine.ts ListenerStats). */
+export interface UserspaceStats {
+  accepted: number;
+  refused: { 'no-address': number; 'connect-failed': number };
+  bytesIn: number;
+  bytesOut: number;
+}
+
 export class UserspaceListener {
   private server: net.Server | undefined;
   private readonly open = new Set<net.Socket>();
+  private drained: (() => void) | undefined;
+  readonly stats: UserspaceStats = { accepted: 0, refused: { 'no-address': 0, 'connect-failed': 0 }, bytesIn: 0, bytesOut: 0 };
 
-  constructor(private readonly l: Listener, private readonly o: DnsProxyOptions, private readonly log: Logger) {}
+  constructor(private l: Listener, private readonly o: DnsProxyOptions, private readonly log: Logger) {}
+
+  get active(): number { return this.open.size; }
+
+  /** A reload changed this port's target: new connections go to the new one, open ones stay where they are. */
+  retarget(l: Listener): void { this.l = l; }
+
+  /** Stop accepting (the port refuses from now on); resolves once every open connection has ended. */
+  async drain(): Promise<void> {
+    const s = this.server;
+    this.server = undefined;
+    s?.close();
+    if (this.open.size > 0) await new Promise<void>((r) => { this.drained = r; });
+  }
 
   get listening(): boolean { return this.server !== undefined; }
 
@@ -76,6 +99,7 @@ export class UserspaceListener {
     // Connects in flight and the address each one goes to.
     const pending = new Map<net.Socket, string>();
     this.open.add(client);
+    this.stats.accepted++;
     client.on('error', (e) => finish(`client error: ${(e as NodeJS.ErrnoException).code ?? e.message}`));
 
     const finish = (why: string) => {
@@ -86,6 +110,11 @@ export class UserspaceListener {
     };
     client.once('close', () => {
       this.open.delete(client);
+      this.stats.bytesIn += client.bytesRead;
+      this.stats.bytesOut += client.bytesWritten;
+      if (reason === 'no address') this.stats.refused['no-address']++;
+      else if (reason === 'all connect attempts failed') this.stats.refused['connect-failed']++;
+      if (this.open.size === 0) this.drained?.();
       for (const s of pending.keys()) s.destroy();
       // A client gone before the remote finished: nobody to deliver to.
       if (upstream && !upstream.writableFinished) upstream.destroy();
