@@ -1,50 +1,100 @@
 /**
- * `make demo`: builds the lab, runs the egress router in the egress pod
- * (redirect mode, as an init container would), and shows a client pod
- * reaching the outside with the egress IP, in the servers' own words.
- * Everything lives in throwaway namespaces, removed at the end.
+ * `make demo`: the lab (network namespaces only), then every mode run by
+ * `egress-router daemon` in the egress pod, shown in the servers' own words:
+ * redirect, the HTTP proxy (an allowed and a denied request), the DNS proxy;
+ * a destination file changed while a connection through the router stays
+ * open; and /metrics after the traffic. Everything is removed at the end.
  */
-import { createLab, ADDR, BIN, type Lab } from './lab.js';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { createLab, ADDR, type Lab } from './lab.js';
+import { startDnsServer, type DnsServer } from './dns.js';
+import { client, exited, health, sleep, startRouter, until, type Proc } from './ops.js';
 
-const [A, B, C] = ADDR.inet;
-const DESTINATION = [`80 tcp ${A}`, `8080 tcp ${B} 80`, `5353 udp ${C} 53`, ADDR.fallback].join('\n');
-
+const [A, B, C] = ADDR.inet as unknown as [string, string, string];
+const METRICS = `${ADDR.pod}:9464`;
 const say = (s = '') => process.stdout.write(s + '\n');
+const indent = (s: string, p = '    ') => s.trim().split('\n').map((l) => p + l).join('\n');
 
-async function show(lab: Lab, title: string, argv: string[], input?: string): Promise<void> {
-  const r = await lab.exec('client', argv, { input, timeoutMs: 8000 });
+async function show(lab: Lab, what: string, argv: string[]): Promise<void> {
+  const r = await lab.exec('client', argv, { timeoutMs: 8000 });
   say(`  client$ ${argv.join(' ')}`);
-  say(`  server says: ${(r.stdout || r.stderr).trim()}   <- ${title}`);
+  say(`${indent((r.stdout || r.stderr || '(nothing: connection refused)').trim(), '    server says: ')}   <- ${what}`);
+}
+
+/** The router's own log lines with these messages, in text form. */
+function logLines(p: Proc, msgs: string[]): string {
+  return p.output().split('\n').filter((l) => msgs.some((m) => l.includes(`"msg":"${m}"`))).map((l) => {
+    const o = JSON.parse(l) as Record<string, unknown>;
+    const { level: _l, time: _t, msg, ...rest } = o;
+    return `    router| ${msg} ${Object.entries(rest).map(([k, v]) => `${k}=${typeof v === 'string' ? v : JSON.stringify(v)}`).join(' ')}`;
+  }).join('\n');
+}
+
+async function stop(lab: Lab, p: Proc): Promise<void> {
+  p.kill('SIGTERM');
+  const r = await exited(p);
+  say(`  SIGTERM -> drained, exit ${r.code}`);
+  // Each mode would be its own pod; here they take turns in one, so the redirect table goes.
+  await lab.exec('pod', ['nft', 'delete', 'table', 'ip', 'egress_router']);
 }
 
 async function main(): Promise<void> {
+  const t0 = Date.now();
   say('egress-router demo: building the lab (network namespaces only)...');
-  const lab = await createLab({ tcp: [`${A}:80`, `${B}:80`, `${ADDR.fallback}:443`], udp: [`${C}:53`] });
+  const lab = await createLab({ tcp: [`${A}:80`, `${B}:80`, `${C}:80`], http: [`${A}:8000`, `${B}:8000`], echo: [`${A}:7000`] });
+  const dir = mkdtempSync(join(tmpdir(), 'erl-demo-'));
+  let dns: DnsServer | undefined;
+  const env = (mode: string, extra: Record<string, string>) => ({ ...lab.routerEnv({ EGRESS_ROUTER_MODE: mode }), EGRESS_ROUTER_METRICS_ADDRESS: METRICS, ...extra } as Record<string, string>);
   try {
-    say(`  internet servers ${A}, ${B}, ${C}, ${ADDR.fallback}  |  gateway ${ADDR.gateway}  |  egress pod ${ADDR.pod} (macvlan0)  |  client ${ADDR.client}`);
-    say('');
-    say(`EGRESS_SOURCE=${ADDR.source} EGRESS_GATEWAY=${ADDR.gateway} EGRESS_ROUTER_MODE=init`);
-    say('EGRESS_DESTINATION=');
-    for (const l of DESTINATION.split('\n')) say(`  ${l}`);
-    say('');
-    const r = await lab.exec('pod', [process.execPath, BIN, '--log-format', 'text'], {
-      env: lab.routerEnv({ EGRESS_DESTINATION: DESTINATION }), timeoutMs: 20_000,
-    });
-    process.stdout.write(r.stdout.replace(/^/gm, '  router| '));
-    if (r.code !== 0) throw new Error(`router set-up failed: ${r.stderr}`);
-    say('');
-    await show(lab, 'tcp 80 mapped', ['curl', '-sS', '-m', '3', `telnet://${ADDR.pod}:80`]);
-    await show(lab, 'tcp 8080 mapped to remote port 80', ['curl', '-sS', '-m', '3', `telnet://${ADDR.pod}:8080`]);
-    await show(lab, 'udp 5353 mapped to port 53', ['socat', '-T', '2', '-', `UDP:${ADDR.pod}:5353`], 'hi\n');
-    await show(lab, 'any other port goes to the fallback', ['curl', '-sS', '-m', '3', `telnet://${ADDR.pod}:443`]);
-    say('');
-    say(`Every server saw ${ADDR.source}, the egress IP, not the client's ${ADDR.client}.`);
-    say('');
-    say('The router-owned table in the pod (nft list table ip egress_router):');
-    const t = await lab.exec('pod', ['nft', 'list', 'table', 'ip', 'egress_router']);
-    process.stdout.write(t.stdout.replace(/^/gm, '  '));
+    dns = await startDnsServer(lab, { address: ADDR.dns, zone: { 'db.example': { A: [C], ttl: 5 } } });
+    lab.writeResolvConf('pod', ADDR.dns);
+    say(`  internet ${A}, ${B}, ${C} (DNS ${ADDR.dns})  |  gateway ${ADDR.gateway}  |  egress pod ${ADDR.pod} (macvlan0, egress IP ${ADDR.source})  |  client ${ADDR.client}`);
+
+    say('\n== redirect (EGRESS_ROUTER_MODE=legacy), one process: egress-router daemon');
+    const dest = join(dir, 'destination');
+    writeFileSync(dest, `80 tcp ${A}\n7000 tcp ${A}\n`);
+    say(`  EGRESS_DESTINATION_FILE: 80 tcp ${A} / 7000 tcp ${A}`);
+    let p = await startRouter(lab, 'pod', ['daemon'], env('legacy', { EGRESS_DESTINATION_FILE: dest }));
+    await show(lab, 'port 80 mapped to A', ['curl', '-sS', '-m', '2', `telnet://${ADDR.pod}:80`]);
+    say('  a client opens an echo connection through port 7000 and keeps it for 4 s...');
+    const held = client(lab, ['hold', `${ADDR.pod}:7000`, '100', '4000']);
+    await sleep(800);
+    writeFileSync(dest, `80 tcp ${B}\n7000 tcp ${A}\n8080 tcp ${C} 80\n`);
+    say(`  the ConfigMap changes: 80 tcp ${B} / 7000 tcp ${A} / 8080 tcp ${C} 80`);
+    await until(() => p.output().includes('"msg":"configuration reloaded"'));
+    say(logLines(p, ['configuration reloaded']));
+    await show(lab, 'port 80 now goes to B', ['curl', '-sS', '-m', '2', `telnet://${ADDR.pod}:80`]);
+    await show(lab, 'new port 8080', ['curl', '-sS', '-m', '2', `telnet://${ADDR.pod}:8080`]);
+    const h = await held as { openAtEnd: boolean; sent: number; echoed: number; greeting: string };
+    say(`    the held connection (${h.greeting}): ${h.echoed}/${h.sent} pings echoed across the reload, still open: ${h.openAtEnd}`);
+    await stop(lab, p);
+
+    say('\n== http-proxy, one process: egress-router daemon');
+    const rules = join(dir, 'rules');
+    writeFileSync(rules, `${A}\n!${B}\n`);
+    say(`  EGRESS_HTTP_PROXY_DESTINATION_FILE: ${A} / !${B}`);
+    p = await startRouter(lab, 'pod', ['daemon'], env('http-proxy', { EGRESS_HTTP_PROXY_DESTINATION_FILE: rules }));
+    await show(lab, 'allowed', ['curl', '-sS', '-m', '3', '-x', `http://${ADDR.pod}:8080`, `http://${A}:8000/`]);
+    await show(lab, 'denied: what the client sees', ['curl', '-sS', '-m', '3', '-x', `http://${ADDR.pod}:8080`, `http://${B}:8000/`]);
+    say('  /metrics after that traffic (a few of its lines):');
+    const m = (await health(lab, 'pod', METRICS, '/metrics')).body;
+    say(indent(m.split('\n').filter((l) => /^egress_router_(connections_accepted|connections_refused|policy_decisions|config_generation|config_last_reload_successful|build_info)/.test(l)).join('\n')));
+    say(`  /readyz: ${(await health(lab, 'pod', METRICS, '/readyz')).body.trim()}`);
+    await stop(lab, p);
+
+    say('\n== dns-proxy, one process: egress-router daemon');
+    say('  EGRESS_DNS_PROXY_DESTINATION: 5432 db.example 80  (db.example resolves to C)');
+    p = await startRouter(lab, 'pod', ['daemon'], env('dns-proxy', { EGRESS_DNS_PROXY_DESTINATION: '5432 db.example 80' }));
+    await show(lab, 'the name, followed as it changes', ['curl', '-sS', '-m', '2', `telnet://${ADDR.pod}:5432`]);
+    await stop(lab, p);
+
+    say(`\nEvery server saw ${ADDR.source}, the egress IP, never the client's ${ADDR.client}. (${((Date.now() - t0) / 1000).toFixed(1)} s)`);
   } finally {
+    await dns?.stop();
     await lab.destroy();
+    rmSync(dir, { recursive: true, force: true });
     say('lab removed.');
   }
 }

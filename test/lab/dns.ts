@@ -6,10 +6,11 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { dirname, join } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { join } from 'node:path';
+import { ROOT } from './lab.js';
 
-export const DNS_SERVER = join(dirname(fileURLToPath(import.meta.url)), 'dns-server.mjs');
+// The sources' copy, so the compiled lab (build/, e.g. the demo) finds it too.
+export const DNS_SERVER = join(ROOT, 'test', 'lab', 'dns-server.mjs');
 
 export interface ZoneRecord {
   A?: string[];
