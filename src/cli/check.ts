@@ -13,7 +13,7 @@ import { routerConfig, ROUTER_VARS } from '../config/router.js';
 import { describeOp, networkPlan } from '../plan/network.js';
 import { redirectTable } from '../plan/redirect.js';
 import { ruleCount } from '../plan/nft.js';
-import { SERVICE_VARS } from '../config/service.js';
+import { serviceConfig, SERVICE_VARS } from '../config/service.js';
 import { envHelp, type CliContext } from './context.js';
 
 export function registerCheck(program: Command, ctx: () => CliContext): void {
@@ -33,9 +33,15 @@ export function registerCheck(program: Command, ctx: () => CliContext): void {
 }
 
 export function checkSummary(env: Env, part: string): string[] {
-  if (part === 'http-proxy') return ['http-proxy: configuration OK', ...describeHttpProxy(httpProxyConfig(env))];
+  // The long-running parts also read the runner's variables, after their own (as they start).
+  if (part === 'http-proxy') {
+    const cfg = httpProxyConfig(env);
+    serviceConfig(env);
+    return ['http-proxy: configuration OK', ...describeHttpProxy(cfg)];
+  }
   if (part === 'dns-proxy') {
     const { forwards } = dnsProxyConfig(env);
+    serviceConfig(env);
     return ['dns-proxy: configuration OK', `${forwards.length} TCP listener(s):`, ...describeDnsProxy(forwards).map((l) => '  ' + l)];
   }
   if (part === 'daemon') {
@@ -47,6 +53,7 @@ export function checkSummary(env: Env, part: string): string[] {
   }
   if (part !== 'router') throw new Error(`Unknown part '${part}', must be router, http-proxy, dns-proxy or daemon`);
   const cfg = routerConfig(env);
+  if (cfg.mode === 'legacy') serviceConfig(env);
   const out = [`router: configuration OK (mode ${cfg.mode}, placement ${cfg.options.placement})`,
     `egress source ${cfg.source.address}${cfg.source.prefix ? '/' + cfg.source.prefix : ''} on ${cfg.options.macvlan}, gateway ${cfg.gateway}`];
   if (cfg.redirect) {

@@ -32,11 +32,12 @@ export function registerRouter(program: Command, ctx: () => CliContext): void {
       const cfg = routerConfig(c.env);
       const mode = cfg.mode;
       if (mode === 'unit-test') return void process.stdout.write(renderText({ redirect: cfg.redirect!, options: cfg.options }, false));
-      const service = serviceConfig(c.env);
+      // Legacy mode runs under the runner: its variables are checked with the rest, before anything is touched.
+      const service = mode === 'legacy' ? serviceConfig(c.env) : undefined;
       const log = c.logger(cfg.debug ? 'debug' : 'info');
       log.info({ mode, placement: cfg.options.placement, source: cfg.source.address, gateway: cfg.gateway }, 'egress-router starting');
       // init and the proxy modes set up and exit (the image's layout: the proxy is a second container).
-      if (mode !== 'legacy') return void await setUpRouter(cfg, log, true);
+      if (!service) return void await setUpRouter(cfg, log, true);
       let stop = () => {};
       await runService({
         log, env: c.env as NodeJS.ProcessEnv, service,

@@ -48,7 +48,19 @@ describe('check router == run', () => {
     [{ ...V4, EGRESS_DESTINATION: DEST, EGRESS_MACVLAN_MODE: 'source' }, "EGRESS_MACVLAN_MODE 'source' is invalid"],
     [{ ...V4, EGRESS_DESTINATION: DEST, EGRESS_ROUTER_MODE: 'x' }, "Unrecognized EGRESS_ROUTER_MODE 'x'"],
     [{ ...V4, EGRESS_ROUTER_MODE: 'http-proxy', EGRESS_NFT_TABLE: 'a-b' }, "EGRESS_NFT_TABLE 'a-b' is invalid"],
+    [{ ...V4, EGRESS_DESTINATION: DEST, EGRESS_ROUTER_METRICS_ADDRESS: '9464' }, "EGRESS_ROUTER_METRICS_ADDRESS '9464' is invalid, must be host:port (IPv6 in brackets)"],
+    [{ ...V4, EGRESS_DESTINATION: DEST, EGRESS_ROUTER_DRAIN_SECONDS: 'soon' }, "EGRESS_ROUTER_DRAIN_SECONDS 'soon' is invalid, must be a number of seconds >= 0"],
   ])('%j -> %s', (env, line) => parity('router', [], env, line));
+});
+
+describe('check daemon == daemon', () => {
+  it.each([
+    [{ ...V4, EGRESS_DESTINATION: DEST, EGRESS_ROUTER_MODE: 'init' }, "EGRESS_ROUTER_MODE 'init' does not run a daemon: use 'egress-router run' (the image entrypoint)"],
+    [{ ...V4, EGRESS_ROUTER_MODE: 'http-proxy' }, 'No EGRESS_HTTP_PROXY_DESTINATION specified'],
+    [{ ...V4, EGRESS_ROUTER_MODE: 'dns-proxy', EGRESS_DNS_PROXY_DESTINATION: '0 example.com' }, 'Invalid port: 0, must be in the range 1 to 65535'],
+    [{ ...V4, ...HTTP, EGRESS_ROUTER_MODE: 'http-proxy', EGRESS_ROUTER_METRICS_ADDRESS: '[10.0.0.1]:80' }, "EGRESS_ROUTER_METRICS_ADDRESS '[10.0.0.1]:80' is invalid, must be host:port (IPv6 in brackets)"],
+    [{ ...V4, EGRESS_DESTINATION: 'x' }, "EGRESS_DESTINATION value 'x' is invalid"],
+  ])('%j -> %s', (env, line) => parity('daemon', ['daemon'], env, line));
 });
 
 describe('check http-proxy == http-proxy', () => {
@@ -61,6 +73,7 @@ describe('check http-proxy == http-proxy', () => {
     [{ ...HTTP, EGRESS_HTTP_PROXY_CLIENTS: '10.0.0.0/8 nowhere' }, "Bad client address 'nowhere'"],
     [{ ...HTTP, EGRESS_HTTP_PROXY_CONNECT_PORTS: '443 0' }, "CONNECT port '0' is invalid, must be a number from 1 to 65535"],
     [{ ...HTTP, EGRESS_HTTP_PROXY_PORT: 'x' }, "EGRESS_HTTP_PROXY_PORT 'x' is invalid, must be a number from 0 to 65535"],
+    [{ ...HTTP, EGRESS_ROUTER_METRICS_ADDRESS: 'localhost:99999' }, "EGRESS_ROUTER_METRICS_ADDRESS 'localhost:99999' is invalid, must be host:port (IPv6 in brackets)"],
   ])('%j -> %s', (env, line) => parity('http-proxy', ['http-proxy'], env, line));
 });
 

@@ -166,7 +166,7 @@ describe('check', () => {
     expect(run(['check', 'dns-proxy'], env)).toEqual({ code: 1, stdout: '', stderr: msg + '\n' });
   });
   it('an unknown part is one line and exit 1', () => {
-    expect(run(['check', 'firewall'], V4)).toEqual({ code: 1, stdout: '', stderr: "Unknown part 'firewall', must be router, http-proxy or dns-proxy\n" });
+    expect(run(['check', 'firewall'], V4)).toEqual({ code: 1, stdout: '', stderr: "Unknown part 'firewall', must be router, http-proxy, dns-proxy or daemon\n" });
   });
 });
 
@@ -198,6 +198,6 @@ describe('--help lists the environment variables each command reads', () => {
   it('check --help also lists the proxy variables', () => {
     const r = run(['check', '--help']);
     expect(r.code).toBe(0);
-    expect(listed(r.stdout)).toEqual([...ROUTER, 'EGRESS_HTTP_PROXY_DESTINATION', 'EGRESS_HTTP_PROXY_DESTINATION_FILE', 'EGRESS_DNS_PROXY_DESTINATION', 'EGRESS_DNS_PROXY_DESTINATION_FILE']);
+    expect(listed(r.stdout)).toEqual([...ROUTER, 'EGRESS_HTTP_PROXY_DESTINATION', 'EGRESS_HTTP_PROXY_DESTINATION_FILE', 'EGRESS_DNS_PROXY_DESTINATION', 'EGRESS_DNS_PROXY_DESTINATION_FILE', ...SERVICE]);
   });
 });
