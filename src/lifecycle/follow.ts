@@ -25,6 +25,10 @@ export interface FollowOptions {
   readonly pollMs?: number;
   /** Variable name for messages, e.g. EGRESS_DESTINATION_FILE. */
   readonly varName: string;
+  /** What is compared and handed to onChange (default: the file's text). A folder of files reads as one digest. */
+  readonly read?: (path: string) => Promise<string>;
+  /** The folder to watch (default: the file's folder; a followed folder watches itself). */
+  readonly watchDir?: string;
 }
 
 export interface Follower {
@@ -43,10 +47,11 @@ export function followFile(o: FollowOptions): Follower {
   const once = async (force: boolean, why: string): Promise<void> => {
     let text: string;
     try {
-      text = await readFile(o.path, 'utf8');
+      text = await (o.read ? o.read(o.path) : readFile(o.path, 'utf8'));
     } catch (e) {
       // Unreadable is a failed reload, not an empty configuration.
-      o.onError(`${o.varName} '${o.path}' cannot be read: ${(e as NodeJS.ErrnoException).code ?? String(e)}`);
+      const err = e as NodeJS.ErrnoException;
+      o.onError(err.code ? `${o.varName} '${o.path}' cannot be read: ${err.code}` : err.message ?? String(e));
       return;
     }
     const h = contentHash(text);
@@ -65,9 +70,9 @@ export function followFile(o: FollowOptions): Follower {
   const name = basename(o.path);
   let watcher: FSWatcher | undefined;
   try {
-    watcher = watch(dirname(o.path), { persistent: false }, (_ev, file) => {
-      // `..data` (the swap), the key itself (a plain file edited in place), or unknown.
-      if (file && file !== name && !file.startsWith('..')) return;
+    watcher = watch(o.watchDir ?? dirname(o.path), { persistent: false }, (_ev, file) => {
+      // `..data` (the swap), the key itself (a plain file edited in place), or unknown; a followed folder: anything.
+      if (!o.watchDir && file && file !== name && !file.startsWith('..')) return;
       clearTimeout(timer);
       timer = setTimeout(() => void check(false, 'file changed'), o.debounceMs ?? 1000);
     });
