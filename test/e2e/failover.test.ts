@@ -13,6 +13,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createFailoverLab, FO, type FailoverLab, type Node } from '../lab/failover.js';
 
 interface Attempt { t: number; ms: number; ok: boolean; line: string; error?: string }
+interface Download { ok: boolean; bytes: number; total: number; ms: number; maxGapMs: number; error?: string }
 interface Stream { ok: boolean; sent: number; sha256: string; server?: { bytes: number; sha256: string; peer: string }; ms: number; maxStallMs: number; error?: string }
 
 const report: string[] = [];
@@ -33,6 +34,7 @@ describe('failover: keepalived + conntrackd, redirect mode, host placement', () 
   /** The takeover: a long upload and a connection loop run while `kill` happens. */
   async function takeover(from: Node, to: Node, kill: () => Promise<void>, label: string) {
     const stream = lab.peer(['stream', FO.vip, String(FO.sink), String(2 * 1024 * 1024), '7000']);
+    const download = lab.peer(['download', FO.vip, String(FO.source), String(2 * 1024 * 1024), '7000']);
     const loop = lab.peer(['loop', FO.vip, String(FO.banner), '100', '6500', '65']);
     // Let conntrackd replicate the flow before the master goes away.
     await sleep(2500);
@@ -43,17 +45,18 @@ describe('failover: keepalived + conntrackd, redirect mode, host placement', () 
     mac[to] ??= await lab.macvlanMac(to);
     const added = lab.addrEvents.find((e) => e.node === to && e.added && e.t >= t0 - 50);
     const firstArp = lab.arp.find((r) => r.t >= t0 && r.mac === mac[to]);
-    const [streamOut, loopOut] = await Promise.all([stream.done, loop.done]);
+    const [streamOut, downOut, loopOut] = await Promise.all([stream.done, download.done, loop.done]);
     const result = JSON.parse(streamOut.at(-1) ?? '{}') as Stream;
+    const down = JSON.parse(downOut.at(-1) ?? '{}') as Download;
     const attempts = loopOut.map((l) => JSON.parse(l) as Attempt);
     const failed = attempts.filter((a) => !a.ok);
     const firstOkAfter = attempts.find((a) => a.ok && a.t >= t0);
     report.push(`${label}: ${from} -> ${to}: IP on ${to} ${added ? added.t - t0 : '?'} ms after the kill (seen by polling at ${held} ms), ` +
       `first ARP reply with ${to}'s MAC at ${firstArp ? firstArp.t - t0 : '?'} ms; long transfer ${result.ok ? 'intact' : 'BROKEN'} ` +
-      `(${result.sent} bytes, longest stall ${result.maxStallMs} ms); new connections ${attempts.length - failed.length}/${attempts.length} ok` +
+      `(${result.sent} bytes, longest stall ${result.maxStallMs} ms); long download ${down.ok ? 'intact' : 'BROKEN'} (${down.bytes}/${down.total} bytes, longest gap ${down.maxGapMs} ms); new connections ${attempts.length - failed.length}/${attempts.length} ok` +
       (failed.length ? ` (failed: ${failed.map((f) => `${f.t - t0} ms ${f.error}`).join(', ')})` : '') +
       (firstOkAfter ? `, first new connection through ${to} answered ${firstOkAfter.t + firstOkAfter.ms - t0} ms after the kill` : ''));
-    return { t0, held, added, result, attempts, failed };
+    return { t0, held, added, result, down, attempts, failed };
   }
 
   it('the first host to start becomes MASTER and holds the IP; the other stands by with no address and no rules', async () => {
@@ -81,6 +84,7 @@ describe('failover: keepalived + conntrackd, redirect mode, host placement', () 
     expect(r.result).toMatchObject({ ok: true, server: { peer: FO.vip } });
     expect(r.result.server!.bytes).toBe(r.result.sent);
     expect(r.result.sent).toBeGreaterThan(8 * 1024 * 1024);
+    expect(r.down).toMatchObject({ ok: true });
     expect(r.failed).toEqual([]);
     for (const a of r.attempts) expect(a.line).toMatch(new RegExp(` sees ${FO.vip.replace(/\./g, '\\.')}:\\d+$`));
     expect(await lab.holders()).toEqual(['r2']);
@@ -109,6 +113,7 @@ describe('failover: keepalived + conntrackd, redirect mode, host placement', () 
     expect(r.added!.t - r.t0).toBeLessThan(1000);
     expect(r.result).toMatchObject({ ok: true, server: { peer: FO.vip } });
     expect(r.result.server!.bytes).toBe(r.result.sent);
+    expect(r.down).toMatchObject({ ok: true });
     expect(r.failed).toEqual([]);
     // The cut host went to FAULT and let go of everything.
     expect(lab.keepalivedLog('r2')).toContain('Entering FAULT STATE');

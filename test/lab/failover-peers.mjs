@@ -1,23 +1,36 @@
 // Client and server programs of the failover lab (test/lab/failover.ts).
 // Every mode is bounded in time (a hard exit) and prints JSON lines.
 //
-//   serve IP BANNER_PORT SINK_PORT   (server side)
+//   serve IP BANNER_PORT SINK_PORT SOURCE_PORT   (server side)
 //     BANNER_PORT: "<ip>:<port> sees <client-ip>:<client-port>\n", then close
 //     SINK_PORT:   reads until the client shuts down writing, then answers
 //                  {"bytes":N,"sha256":H,"peer":"<client-ip>"} and closes
+//     SOURCE_PORT: reads "<bytes> <bytes-per-s>\n", sends that many bytes of
+//                  the shared pseudo-random sequence at that rate, closes
 //   stream HOST PORT BYTES_PER_S MS  (client side) one long upload at a steady
 //                  rate, hashed here and at the server: prints one JSON result
+//   download HOST PORT BYTES_PER_S MS  (client side) one long download from
+//                  SOURCE_PORT, checked against the sequence: one JSON result
 //   loop HOST PORT EVERY_MS MS MAX   (client side) a new connection every
 //                  EVERY_MS (at most MAX): one JSON line per attempt
 import net from 'node:net';
 import { createHash } from 'node:crypto';
 
 const [mode, ...a] = process.argv.slice(2);
+/** The shared deterministic byte sequence: a corrupted, lost or repeated segment changes its hash. */
+function sequence() {
+  let seed = 1;
+  return (n) => {
+    const b = Buffer.allocUnsafe(n);
+    for (let i = 0; i < n; i += 4) { seed = (Math.imul(seed, 1103515245) + 12345) >>> 0; b.writeUInt32LE(seed, i); }
+    return b;
+  };
+}
 const hard = (ms) => setTimeout(() => { console.log(JSON.stringify({ error: 'hard timeout' })); process.exit(3); }, ms).unref();
 
 if (mode === 'serve') {
-  const [ip, banner, sink] = a;
-  let pending = 2;
+  const [ip, banner, sink, source] = a;
+  let pending = 3;
   const ready = () => { if (--pending === 0) console.log('ready'); };
   net.createServer((c) => {
     c.on('error', () => {});
@@ -30,19 +43,37 @@ if (mode === 'serve') {
     c.on('end', () => c.end(JSON.stringify({ bytes, sha256: h.digest('hex'), peer: c.remoteAddress }) + '\n'));
     c.on('error', (e) => console.log(JSON.stringify({ sinkError: e.message, bytes, peer: c.remoteAddress })));
   }).listen(Number(sink), ip, ready);
+  net.createServer((c) => {
+    c.on('error', (e) => console.log(JSON.stringify({ sourceError: e.message, peer: c.remoteAddress })));
+    let req = '';
+    c.on('data', (d) => {
+      req += d;
+      if (!req.includes('\n')) return;
+      c.removeAllListeners('data');
+      const [total, rate] = req.trim().split(' ').map(Number);
+      const next = sequence();
+      const t0 = Date.now();
+      let sent = 0;
+      const tick = setInterval(() => {
+        while (sent < total && sent < (rate * (Date.now() - t0)) / 1000 && c.writableLength < 65536) {
+          const b = next(Math.min(16384, total - sent));
+          sent += b.length;
+          c.write(b);
+        }
+        if (sent >= total) { clearInterval(tick); c.end(); }
+      }, 10);
+      c.on('close', () => clearInterval(tick));
+    });
+  }).listen(Number(source), ip, ready);
   process.on('SIGTERM', () => process.exit(0));
 } else if (mode === 'stream') {
   const [host, port, rate, ms] = a.map((v, i) => (i === 0 ? v : Number(v)));
   hard(ms + 30_000);
   const h = createHash('sha256');
   const chunk = 16 * 1024;
-  let sent = 0, seed = 1;
-  // Deterministic pseudo-random bytes: a corrupted or repeated segment changes the hash.
-  const next = () => {
-    const b = Buffer.allocUnsafe(chunk);
-    for (let i = 0; i < chunk; i += 4) { seed = (Math.imul(seed, 1103515245) + 12345) >>> 0; b.writeUInt32LE(seed, i); }
-    return b;
-  };
+  let sent = 0;
+  const gen = sequence();
+  const next = () => gen(chunk);
   const t0 = Date.now();
   let reply = '', maxStallMs = 0, lastDrain = t0;
   const s = net.connect(port, host);
@@ -70,6 +101,22 @@ if (mode === 'serve') {
       if (s.writableLength === 0) lastDrain = Date.now();
       maxStallMs = Math.max(maxStallMs, Date.now() - lastDrain);
     }, 10);
+  });
+} else if (mode === 'download') {
+  const [host, port, rate, ms] = a.map((v, i) => (i === 0 ? v : Number(v)));
+  hard(ms + 30_000);
+  const total = Math.floor((rate * ms) / 1000 / 4) * 4;
+  const expected = createHash('sha256').update(sequence()(total)).digest('hex');
+  const h = createHash('sha256');
+  const t0 = Date.now();
+  let bytes = 0, last = t0, maxGapMs = 0;
+  const s = net.connect(port, host, () => s.write(`${total} ${rate}\n`));
+  s.on('data', (d) => { h.update(d); bytes += d.length; const now = Date.now(); maxGapMs = Math.max(maxGapMs, now - last); last = now; });
+  s.on('error', (e) => { console.log(JSON.stringify({ ok: false, error: e.code ?? e.message, bytes, total, ms: Date.now() - t0 })); process.exit(1); });
+  s.on('end', () => {
+    const ok = bytes === total && h.digest('hex') === expected;
+    console.log(JSON.stringify({ ok, bytes, total, ms: Date.now() - t0, maxGapMs }));
+    process.exit(ok ? 0 : 1);
   });
 } else if (mode === 'loop') {
   const [host, port, every, ms, max] = a.map((v, i) => (i === 0 ? v : Number(v)));

@@ -29,7 +29,7 @@ const SAMPLER = join(ROOT, 'test', 'lab', 'arp-sampler.py');
 
 export const FO = {
   vip: '192.168.12.99', gateway: '192.168.12.1', r1: '192.168.12.11', r2: '192.168.12.12', probe: '192.168.12.250',
-  client: '10.200.0.10', server: '203.0.113.10', banner: 5001, sink: 5002,
+  client: '10.200.0.10', server: '203.0.113.10', banner: 5001, sink: 5002, source: 5003,
 } as const;
 
 export type Node = 'r1' | 'r2';
@@ -329,7 +329,7 @@ export async function createFailoverLab(): Promise<FailoverLab> {
         if (mac) arp.push({ seq: Number(seq), t: Number(t), mac });
       }
     });
-    const srv = spawnIn('inet', [process.execPath, PEERS, 'serve', FO.server, String(FO.banner), String(FO.sink)], 'server');
+    const srv = spawnIn('inet', [process.execPath, PEERS, 'serve', FO.server, String(FO.banner), String(FO.sink), String(FO.source)], 'server');
     await waitFor('servers', 10_000, () => (logs.get('server') ?? '').includes('ready') || srv.exitCode !== null);
   } catch (e) {
     await lab.destroy();
