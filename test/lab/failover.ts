@@ -120,7 +120,12 @@ export async function createFailoverLab(): Promise<FailoverLab> {
   const destination = join(dir, 'destination.txt');
   writeFileSync(destination, readFileSync(join(EXAMPLES, 'destination.txt')));
   const envFile = join(dir, 'egress.env');
-  writeFileSync(envFile, sub(readFileSync(join(EXAMPLES, 'egress.env'), 'utf8'), '/etc/egress-router/destination.txt', destination, 'egress.env'));
+  try {
+    writeFileSync(envFile, sub(readFileSync(join(EXAMPLES, 'egress.env'), 'utf8'), '/etc/egress-router/destination.txt', destination, 'egress.env'));
+  } catch (e) {
+    rmSync(dir, { recursive: true, force: true });
+    throw e;
+  }
   const routerEnv = (): NodeJS.ProcessEnv => {
     const env: NodeJS.ProcessEnv = { ...process.env };
     for (const line of readFileSync(envFile, 'utf8').split('\n')) {
