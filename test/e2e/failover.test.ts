@@ -51,11 +51,14 @@ describe('failover: keepalived + conntrackd, redirect mode, host placement', () 
     const attempts = loopOut.map((l) => JSON.parse(l) as Attempt);
     const failed = attempts.filter((a) => !a.ok);
     const firstOkAfter = attempts.find((a) => a.ok && a.t >= (added?.t ?? t0));
+    const start = lab.routerEvents.find((e) => e.node === to && e.what === 'start' && e.t >= t0);
+    const ready = lab.routerEvents.find((e) => e.node === to && e.what === 'ready' && e.t >= t0);
     report.push(`${label}: ${from} -> ${to}: IP on ${to} ${added ? added.t - t0 : '?'} ms after the kill (seen by polling at ${held} ms), ` +
       `first ARP reply with ${to}'s MAC at ${firstArp ? firstArp.t - t0 : '?'} ms; long transfer ${result.ok ? 'intact' : 'BROKEN'} ` +
       `(${result.sent} bytes, longest stall ${result.maxStallMs} ms); long download ${down.ok ? 'intact' : 'BROKEN'} (${down.bytes}/${down.total} bytes, longest gap ${down.maxGapMs} ms); new connections ${attempts.length - failed.length}/${attempts.length} ok` +
       (failed.length ? ` (failed: ${failed.map((f) => `${f.t - t0} ms ${f.error}`).join(', ')})` : '') +
-      (firstOkAfter ? `, first connection opened after the move answered ${firstOkAfter.t + firstOkAfter.ms - t0} ms after the kill` : ''));
+      (firstOkAfter ? `, first connection opened after the move answered ${firstOkAfter.t + firstOkAfter.ms - t0} ms after the kill` : '') +
+      (start && ready ? `; router unit on ${to} started ${start.t - t0} ms after the kill, ready ${ready.t - t0} ms` : ''));
     return { t0, held, added, result, down, attempts, failed };
   }
 
