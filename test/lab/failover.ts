@@ -15,15 +15,15 @@
  * lab.ts, so a dead run's lab is swept by the next one.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
-import { chmodSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { chmodSync, existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import net from 'node:net';
 import { randomBytes } from 'node:crypto';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { BIN, ROOT, killNamespaces, sweepStale } from './lab.js';
 import { must, sh } from './sh.js';
+import { EXAMPLES, fromExample, writeNodeConfigs } from './failover-config.js';
 
-export const EXAMPLES = join(ROOT, 'examples', 'host', 'failover');
 const PEERS = join(ROOT, 'test', 'lab', 'failover-peers.mjs');
 const SAMPLER = join(ROOT, 'test', 'lab', 'arp-sampler.py');
 
@@ -67,12 +67,6 @@ export interface FailoverLab {
   /** A failover-peers.mjs client in the client namespace; resolves with its stdout lines. */
   peer(args: string[]): { done: Promise<string[]>; proc: ChildProcess };
   destroy(): Promise<void>;
-}
-
-/** Replace `from` (which must be present: a changed example fails loudly) by `to`. */
-function sub(text: string, from: string, to: string, file: string): string {
-  if (!text.includes(from)) throw new Error(`${file}: expected '${from}' (the lab derives its configuration from the example)`);
-  return text.split(from).join(to);
 }
 
 export async function createFailoverLab(): Promise<FailoverLab> {
@@ -121,7 +115,7 @@ export async function createFailoverLab(): Promise<FailoverLab> {
   writeFileSync(destination, readFileSync(join(EXAMPLES, 'destination.txt')));
   const envFile = join(dir, 'egress.env');
   try {
-    writeFileSync(envFile, sub(readFileSync(join(EXAMPLES, 'egress.env'), 'utf8'), '/etc/egress-router/destination.txt', destination, 'egress.env'));
+    writeFileSync(envFile, fromExample('egress.env', [['/etc/egress-router/destination.txt', destination]]));
   } catch (e) {
     rmSync(dir, { recursive: true, force: true });
     throw e;
@@ -181,38 +175,6 @@ export async function createFailoverLab(): Promise<FailoverLab> {
   const nodeDir = (n: Node) => join(dir, n);
   const peerOf: Record<Node, Node> = { r1: 'r2', r2: 'r1' };
   const syncAddr: Record<Node, string> = { r1: '10.255.0.1', r2: '10.255.0.2' };
-
-  function writeConfigs(n: Node): void {
-    const d = nodeDir(n);
-    mkdirSync(join(d, 'state'), { recursive: true });
-    const sock = join(d, 'systemctl.sock');
-    const systemctl = join(d, 'systemctl');
-    writeFileSync(systemctl, `#!/bin/sh\n# lab stand-in for systemctl: asks the test process\nprintf '%s\\n' "$*" | socat -t 30 - UNIX-CONNECT:${sock} | grep -q '^ok'\n`);
-    chmodSync(systemctl, 0o755);
-    let ct = readFileSync(join(EXAMPLES, 'conntrackd.conf'), 'utf8');
-    ct = sub(ct, 'IPv4_address 10.255.0.1\n', `IPv4_address ${syncAddr[n]}\n`, 'conntrackd.conf');
-    ct = sub(ct, 'IPv4_Destination_Address 10.255.0.2', `IPv4_Destination_Address ${syncAddr[peerOf[n]]}`, 'conntrackd.conf');
-    ct = sub(ct, 'Interface eth2', 'Interface sync0', 'conntrackd.conf');
-    ct = sub(ct, '/var/log/conntrackd.log', join(d, 'conntrackd.log'), 'conntrackd.conf');
-    ct = sub(ct, '/var/lock/conntrackd.lock', join(d, 'conntrackd.lock'), 'conntrackd.conf');
-    ct = sub(ct, '/var/run/conntrackd.ctl', join(d, 'conntrackd.ctl'), 'conntrackd.conf');
-    writeFileSync(join(d, 'conntrackd.conf'), ct);
-    let fo = readFileSync(join(EXAMPLES, 'failover.conf'), 'utf8');
-    fo = sub(fo, 'EGRESS_ENV=/etc/egress-router/egress.env', `EGRESS_ENV=${envFile}`, 'failover.conf');
-    fo = sub(fo, 'SYSTEMCTL=systemctl', `SYSTEMCTL=${systemctl}`, 'failover.conf');
-    fo = sub(fo, 'EGRESS_ROUTER=/usr/local/bin/egress-router', `EGRESS_ROUTER=${router}`, 'failover.conf');
-    fo = sub(fo, '-C /etc/conntrackd/conntrackd.conf', `-C ${join(d, 'conntrackd.conf')}`, 'failover.conf');
-    fo = sub(fo, 'STATE_DIR=/run/egress-router-failover', `STATE_DIR=${join(d, 'state')}`, 'failover.conf');
-    writeFileSync(join(d, 'failover.conf'), fo);
-    let ka = readFileSync(join(EXAMPLES, 'keepalived.conf'), 'utf8');
-    ka = sub(ka, '/usr/local/lib/egress-router/egress-router-notify', join(EXAMPLES, 'egress-router-notify'), 'keepalived.conf');
-    ka = sub(ka, '/etc/egress-router/failover.conf', join(d, 'failover.conf'), 'keepalived.conf');
-    if (n === 'r2') {
-      ka = sub(ka, 'router_id egress-a', 'router_id egress-b', 'keepalived.conf');
-      ka = sub(ka, 'priority 150', 'priority 100', 'keepalived.conf');
-    }
-    writeFileSync(join(d, 'keepalived.conf'), ka);
-  }
 
   const lab: FailoverLab = {
     prefix, ns, dir, addrEvents, arp, routerEvents,
@@ -306,7 +268,7 @@ export async function createFailoverLab(): Promise<FailoverLab> {
     await ip('client', 'route', 'add', 'default', 'via', '10.200.0.1');
     await ip('probe', 'route', 'add', 'default', 'via', FO.gateway);
     for (const n of ['r1', 'r2'] as const) {
-      writeConfigs(n);
+      writeNodeConfigs({ dir: nodeDir(n), envFile, router, second: n === 'r2', sync: syncAddr[n], peerSync: syncAddr[peerOf[n]] });
       await supervise(n, join(nodeDir(n), 'systemctl.sock'));
       // Every add and delete of EGRESS_SOURCE, timestamped by ip itself.
       const mon = track(spawn('ip', ['-n', ns[n], '-ts', '-o', 'monitor', 'address'], { stdio: ['ignore', 'pipe', 'ignore'] }));
