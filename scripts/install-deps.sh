@@ -10,6 +10,9 @@ want+=(arping:iputils-arping)
 want+=(openssl:openssl git:git wget:wget python3:python3 pip:python3-pip)
 # Operations tests: a real Prometheus scrapes /metrics, promtool lints it, units verified offline.
 want+=(prometheus:prometheus promtool:prometheus systemd-analyze:systemd make:make)
+# Failover lab (test/e2e/failover.test.ts): VRRP, connection-state sync, the
+# systemctl stand-in's client (socat, above) and flock for the notify script.
+want+=(keepalived:keepalived conntrackd:conntrackd flock:util-linux)
 if [[ "${1:-test}" == bench ]]; then
     want+=(haproxy:haproxy squid:squid wrk:wrk)
 fi
@@ -34,8 +37,9 @@ if (( ${#missing[@]} )); then
     fi
     apt-get update -qq
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
-    # Debian starts packaged daemons on install; the benchmarks run their own.
-    for svc in haproxy squid; do
+    # Debian starts packaged daemons on install; the benchmarks and the
+    # failover lab run their own, in their namespaces.
+    for svc in haproxy squid keepalived conntrackd; do
         [[ " ${missing[*]} " == *" $svc "* ]] && { service "$svc" stop >/dev/null 2>&1 || true; }
     done
 fi

@@ -52,6 +52,14 @@ export function networkPlan({ source, gateway, mode, options }: NetworkPlanInput
     // Replies to DNATed flows come back on macvlan0 from addresses the main
     // table routes elsewhere: strict reverse-path filtering would drop them.
     if (fam === 4) ops.push({ op: 'sysctl', key: `net/ipv4/conf/${dev}/rp_filter`, value: '2', why: 'loose reverse-path check for replies' });
+    // The host answers ARP for any of its addresses on any interface, and
+    // asks with any of them as sender: the parent would tie EGRESS_SOURCE to
+    // its own MAC in the neighbours' caches, and traffic arriving there misses
+    // the rules keyed on macvlan0. (IPv6 neighbour discovery is per interface.)
+    if (fam === 4 && options.macvlanMaster) {
+      ops.push({ op: 'sysctl', key: `net/ipv4/conf/${options.macvlanMaster}/arp_ignore`, value: '1', why: `only macvlan0 answers ARP for ${source.address}` });
+      ops.push({ op: 'sysctl', key: `net/ipv4/conf/${options.macvlanMaster}/arp_announce`, value: '2', why: `${options.macvlanMaster}'s ARP requests carry its own address, never ${source.address}` });
+    }
   }
   // On a host the subnet route goes into our table, never the main one.
   ops.push({ op: 'address', dev, address: source.address, prefix, noPrefixRoute: host });

@@ -206,7 +206,7 @@ async function bridgeNoNetfilter(nsName: string): Promise<void> {
   await sh(['ip', 'netns', 'exec', nsName, 'sysctl', '-qw', 'net.bridge.bridge-nf-call-iptables=0', 'net.bridge.bridge-nf-call-ip6tables=0']);
 }
 
-async function killNamespaces(names: string[]): Promise<void> {
+export async function killNamespaces(names: string[]): Promise<void> {
   for (const n of names) {
     const r = await sh(['ip', 'netns', 'pids', n]);
     for (const pid of r.stdout.split(/\s+/).filter(Boolean)) {
@@ -217,8 +217,8 @@ async function killNamespaces(names: string[]): Promise<void> {
   }
 }
 
-/** Remove labs left by test processes that no longer exist. */
-async function sweepStale(): Promise<void> {
+/** Remove labs left by test processes that no longer exist (failover.ts uses the same prefix). */
+export async function sweepStale(): Promise<void> {
   if (!existsSync('/run/netns')) return;
   const stale = readdirSync('/run/netns').filter((n) => {
     const m = /^erl-(\d+)-[0-9a-f]{4}-/.exec(n);

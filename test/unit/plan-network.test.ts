@@ -100,6 +100,12 @@ describe('networkPlan, host placement', () => {
       'sysctl net.ipv4.conf.macvlan0.forwarding=1  # forward replies of DNATed flows',
     ]);
   });
+  it('the parent created on (EGRESS_MACVLAN_MASTER) does not answer ARP for EGRESS_SOURCE: only macvlan0 does, with its MAC', () => {
+    const l = lines(plan('192.168.12.99/24', '192.168.12.1', { ...host, EGRESS_MACVLAN_MASTER: 'eth1' }));
+    expect(l).toContain('sysctl net.ipv4.conf.eth1.arp_ignore=1  # only macvlan0 answers ARP for 192.168.12.99');
+    expect(l).toContain("sysctl net.ipv4.conf.eth1.arp_announce=2  # eth1's ARP requests carry its own address, never 192.168.12.99");
+    expect(lines(plan('192.168.12.99/24', '192.168.12.1', { EGRESS_MACVLAN_MASTER: 'eth1' })).some((l) => l.includes('arp_ignore'))).toBe(false);
+  });
   it('IPv6 host placement: no rp_filter (IPv6 has none), same table and rules', () => {
     const l = lines(plan('2001:db8:1::99/64', '2001:db8:1::1', host));
     expect(l.some((s) => s.includes('rp_filter'))).toBe(false);
