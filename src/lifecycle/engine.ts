@@ -43,7 +43,8 @@ export interface Engine {
   reconfigure(text: string): Promise<ReloadResult>;
   /** What is not ready yet (empty: ready). */
   missing(): string[];
-  stats(): EngineStats;
+  /** Read at scrape time; a promise where the numbers live elsewhere (the firewall's nft counters). */
+  stats(): EngineStats | Promise<EngineStats>;
   /** Drain: stop accepting, let open connections finish; resolves when none are left. */
   close(): Promise<void>;
   /** Cut whatever is still open, now. */

@@ -58,13 +58,13 @@ export async function runService(o: RunOptions): Promise<void> {
 
   let health: HealthServer | undefined;
   if (o.service.metrics) {
-    const registry = createMetrics({
-      stats: () => engines.map((e) => ({ engine: e.name, stats: e.stats() })),
+    const metrics = createMetrics({
+      stats: () => Promise.all(engines.map(async (e) => ({ engine: e.name, stats: await e.stats() }))),
       configs: () => configs,
       ready: () => missing().length === 0,
       draining: () => phase === 'draining',
     }, { version: VERSION });
-    health = await startHealthServer(o.service.metrics, { missing, detail }, registry);
+    health = await startHealthServer(o.service.metrics, { missing, detail }, metrics);
     log.info({ address: `${o.service.metrics.host}:${health.port}` }, 'health and metrics endpoint listening (/healthz, /readyz, /metrics)');
   }
 

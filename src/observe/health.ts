@@ -7,7 +7,7 @@
  *   /metrics  the Prometheus text format (observe/metrics.ts)
  */
 import http from 'node:http';
-import type { Registry } from 'prom-client';
+import type { Metrics } from './metrics.js';
 
 export interface HealthSource {
   /** What is missing (empty: ready). */
@@ -21,7 +21,8 @@ export interface HealthServer {
   close(): Promise<void>;
 }
 
-export async function startHealthServer(addr: { host: string; port: number }, src: HealthSource, registry: Registry): Promise<HealthServer> {
+export async function startHealthServer(addr: { host: string; port: number }, src: HealthSource, metrics: Metrics): Promise<HealthServer> {
+  const { registry } = metrics;
   const server = http.createServer((req, res) => {
     const path = (req.url ?? '/').split('?')[0];
     const send = (status: number, type: string, body: string) => {
@@ -34,7 +35,7 @@ export async function startHealthServer(addr: { host: string; port: number }, sr
       return send(missing.length ? 503 : 200, 'application/json', JSON.stringify({ ready: missing.length === 0, missing, ...src.detail() }) + '\n');
     }
     if (path === '/metrics') {
-      registry.metrics().then((m) => send(200, registry.contentType, m), (e: Error) => send(500, 'text/plain', `${e.message}\n`));
+      metrics.refresh().then(() => registry.metrics()).then((m) => send(200, registry.contentType, m), (e: Error) => send(500, 'text/plain', `${e.message}\n`));
       return;
     }
     send(404, 'text/plain', 'not found: /healthz, /readyz, /metrics\n');

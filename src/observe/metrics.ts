@@ -21,7 +21,8 @@ export interface ConfigState {
 }
 
 export interface MetricsSource {
-  stats(): readonly { readonly engine: string; readonly stats: EngineStats }[];
+  /** Each engine's numbers; the registry reads them once per scrape (see createMetrics' refresh). */
+  stats(): Promise<readonly { readonly engine: string; readonly stats: EngineStats }[]>;
   configs(): readonly ConfigState[];
   ready(): boolean;
   draining(): boolean;
@@ -30,7 +31,15 @@ export interface MetricsSource {
 /** prom-client 15's default gauges whose names end in `_total`: promtool rejects them (a gauge must not look like a counter). */
 const NOT_GAUGES = ['nodejs_active_handles_total', 'nodejs_active_requests_total', 'nodejs_active_resources_total'];
 
-export function createMetrics(src: MetricsSource, build: { version: string }): Registry {
+export interface Metrics {
+  readonly registry: Registry;
+  /** Takes the engines' numbers for the next scrape (collect() hooks are synchronous readers of it). */
+  refresh(): Promise<void>;
+}
+
+export function createMetrics(source: MetricsSource, build: { version: string }): Metrics {
+  let snapshot: Awaited<ReturnType<MetricsSource['stats']>> = [];
+  const src = { ...source, stats: () => snapshot };
   const register = new Registry();
   collectDefaultMetrics({ register });
   for (const n of NOT_GAUGES) register.removeSingleMetric(n);
@@ -91,7 +100,7 @@ export function createMetrics(src: MetricsSource, build: { version: string }): R
   gauge('egress_router_config_last_reload_success_timestamp_seconds', 'When the running configuration was applied.', ['engine'], (g) => {
     for (const s of src.configs()) g.set({ engine: s.engine }, s.lastSuccessSeconds);
   });
-  return register;
+  return { registry: register, refresh: async () => { snapshot = await source.stats(); } };
 
   function counter(name: string, help: string, labelNames: string[], fill: (c: Counter) => void): void {
     new Counter({ name, help, labelNames, registers, collect() { this.reset(); fill(this); } });
