@@ -24,7 +24,9 @@ export function registerDnsProxy(program: Command, ctx: () => CliContext): void 
       const cfg = dnsProxyConfig(env);
       const service = serviceConfig(env);
       const log = c.logger(cfg.options.debug ? 'debug' : 'warn');
-      await runService({ log, env: env as NodeJS.ProcessEnv, service, start: async () => [await startDnsProxyEngine(cfg, log)] });
+      // The engine is quiet unless something is wrong; the process's own lines (ready, reloads, drain) always show.
+      const runLog = c.logger(cfg.options.debug ? 'debug' : 'info');
+      await runService({ log: runLog, env: env as NodeJS.ProcessEnv, service, start: async () => [await startDnsProxyEngine(cfg, log)] });
     });
 }
 
