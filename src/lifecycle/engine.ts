@@ -34,8 +34,15 @@ export type ReloadResult =
 
 export interface Engine {
   readonly name: string;
-  /** The `*_FILE` this engine follows and the content it started from (none: nothing to follow). */
-  readonly follows?: { readonly varName: string; readonly path: string; readonly text: string };
+  /**
+   * The `*_FILE` this engine follows and the content it started from (none:
+   * nothing to follow); `read` and `watchDir` for what is not one text file
+   * (the firewall's policy folder, followed as a digest).
+   */
+  readonly follows?: {
+    readonly varName: string; readonly path: string; readonly text: string;
+    readonly read?: (path: string) => Promise<string>; readonly watchDir?: string;
+  };
   /**
    * Validate `text` (the followed file's new content) and apply it atomically,
    * or reject it with the one error line and keep running as before.

@@ -96,7 +96,7 @@ export async function runService(o: RunOptions): Promise<void> {
       const state: ConfigState = { engine: e.name, generation: 1, hash: contentHash(e.follows?.text ?? ''), lastReloadOk: true, lastError: undefined, lastSuccessSeconds: Date.now() / 1000, reloads: { success: 0, failure: 0 } };
       configs.push(state);
       if (!e.follows) continue;
-      const { path, varName, text } = e.follows;
+      const { path, varName, text, read, watchDir } = e.follows;
       const rejected = (err: string) => {
         state.lastReloadOk = false;
         state.lastError = err;
@@ -104,7 +104,7 @@ export async function runService(o: RunOptions): Promise<void> {
         log.error({ engine: e.name, file: path, err }, 'configuration not reloaded, keeping the running one');
       };
       followers.push(followFile({
-        path, varName, initial: text, debounceMs: o.debounceMs, pollMs: o.pollMs,
+        path, varName, initial: text, read, watchDir, debounceMs: o.debounceMs, pollMs: o.pollMs,
         onError: rejected,
         onChange: async (next, why) => {
           notify.send('RELOADING=1', `STATUS=reloading ${varName}`);
