@@ -15,10 +15,11 @@ import { ChunkedDecoder, closingReply, parseRequestHead, type RequestHead } from
 import { BodySource } from './body.js';
 import { clientAddress } from './logline.js';
 import type { Runtime } from './runtime.js';
+import { Progress, sweepEvery } from '../sweep.js';
 
 export interface Handlers {
   request(ex: Exchange): void;
-  connect(target: string, sock: net.Socket, head: Buffer, client: string): void;
+  connect(target: string, sock: net.Socket, head: Buffer, client: string, host: TunnelHost): void;
 }
 
 type Headers = Record<string, string | string[] | undefined>;
@@ -26,26 +27,36 @@ type Headers = Record<string, string | string[] | undefined>;
 /**
  * The connections of one listener and their deadlines. Deadlines are numbers
  * checked by one sweep timer (as node:http does), not a timer per request:
- * arming and clearing timers twice per request cost more than parsing.
+ * arming and clearing timers twice per request cost more than parsing. The
+ * idle limit and a tunnel's connect timeout are swept too (a socket timeout
+ * was a timer armed per connection and refreshed on every read and write).
  */
 export class Fronts {
   private readonly conns = new Set<Connection>();
   private readonly sweep: NodeJS.Timeout;
 
-  constructor(private readonly rt: Runtime, private readonly h: Handlers) {
-    // Granularity of the deadlines: a quarter of the shortest, at most 1 s.
-    const every = Math.max(10, Math.min(1000, Math.floor(Math.min(rt.limits.headersTimeoutMs, rt.limits.keepAliveTimeoutMs) / 4)));
-    this.sweep = setInterval(() => this.check(), every).unref();
+  constructor(private readonly rt: Runtime, private readonly h: Handlers, private readonly onClose: (sock: net.Socket) => void) {
+    const L = rt.limits;
+    this.sweep = setInterval(() => this.check(), sweepEvery(L.headersTimeoutMs, L.keepAliveTimeoutMs, L.idleTimeoutMs, L.connectTimeoutMs)).unref();
   }
 
   serve(sock: net.Socket): void {
-    const c = new Connection(this.rt, sock, this.h);
-    this.conns.add(c);
-    sock.once('close', () => this.conns.delete(c));
+    this.conns.add(new Connection(this.rt, sock, this.h, this));
+  }
+
+  /** The socket closed (the one 'close' listener of a connection). */
+  closed(c: Connection): void {
+    this.conns.delete(c);
+    this.onClose(c.sock);
   }
 
   close(): void {
     clearInterval(this.sweep);
+  }
+
+  /** Cut every connection now. */
+  destroy(): void {
+    for (const c of this.conns) c.sock.destroy();
   }
 
   /** A drain began: connections waiting for a request end now; the others once their exchange is done. */
@@ -55,29 +66,57 @@ export class Fronts {
 
   private check(): void {
     const now = performance.now();
-    for (const c of this.conns) if (c.deadline !== 0 && c.deadline <= now) c.expired();
+    const idle = this.rt.limits.idleTimeoutMs;
+    for (const c of this.conns) {
+      if (c.deadline !== 0 && c.deadline <= now) c.expired();
+      // No byte either way for the idle limit, in any state (tunnels too: all
+      // their bytes pass through the client socket).
+      else if (c.progress.stalled(c.sock.bytesRead + c.sock.bytesWritten, now, idle)) c.sock.destroy();
+    }
   }
 }
 
-class Connection {
+/** What a tunnel sees of its client connection: the swept deadline of its connect. */
+export interface TunnelHost {
+  deadline: number;
+  onDeadline: (() => void) | undefined;
+}
+
+// Listeners shared by every connection (the socket's owner is found through
+// a symbol) instead of closures allocated per connection.
+const OWNER = Symbol('connection');
+type Owned = net.Socket & { [OWNER]: Connection };
+function onSockData(this: Owned, d: Buffer): void { this[OWNER].onData(d); }
+function onSockEnd(this: Owned): void { const c = this[OWNER]; if (!c.ex) this.end(); else c.ex.clientEnded(); }
+function onSockClose(this: Owned): void { this[OWNER].onClose(); }
+
+class Connection implements TunnelHost {
   private buf: Buffer | undefined;
-  private ex: Exchange | undefined;
+  ex: Exchange | undefined;
   /** performance.now() by which the current wait must end; 0: none. */
   deadline = 0;
+  /** A tunnel's connect timeout (set by the CONNECT handler). */
+  onDeadline: (() => void) | undefined;
+  readonly progress = new Progress();
   /** Waiting for a request head (408 at the deadline), or idle between requests (close). */
   private waiting: 'head' | 'idle' = 'head';
   /** Handed to the CONNECT handler: no longer ours to end. */
   private tunnel = false;
   readonly client: string;
 
-  constructor(readonly rt: Runtime, readonly sock: net.Socket, private readonly h: Handlers) {
+  constructor(readonly rt: Runtime, readonly sock: net.Socket, private readonly h: Handlers, private readonly fronts: Fronts) {
     this.client = clientAddress(sock);
-    sock.on('data', (d: Buffer) => this.onData(d));
-    sock.on('end', () => { if (!this.ex) sock.end(); else this.ex.clientEnded(); });
-    sock.on('close', () => { this.deadline = 0; this.ex?.clientGone(); });
-    // No byte either way for this long, in any state: the connection ends.
-    sock.setTimeout(rt.limits.idleTimeoutMs, () => sock.destroy());
+    (sock as Owned)[OWNER] = this;
+    sock.on('data', onSockData);
+    sock.on('end', onSockEnd);
+    sock.on('close', onSockClose);
     this.deadline = performance.now() + rt.limits.headersTimeoutMs;
+  }
+
+  onClose(): void {
+    this.deadline = 0;
+    this.ex?.clientGone();
+    this.fronts.closed(this);
   }
 
   /** Idle between requests (or not one byte yet): end it. A tunnel or a request in flight finishes first. */
@@ -90,11 +129,12 @@ class Connection {
 
   expired(): void {
     this.deadline = 0;
+    if (this.tunnel) { this.onDeadline?.(); return; }
     if (this.waiting === 'head') this.fail(408, 'request headers not received in time');
     else this.sock.destroy();
   }
 
-  private onData(d: Buffer): void {
+  onData(d: Buffer): void {
     if (this.ex?.bodyFeed) { this.ex.bodyFeed(d); return; }
     this.buf = this.buf ? Buffer.concat([this.buf, d]) : d;
     if (this.ex) {
@@ -120,11 +160,10 @@ class Connection {
     if (head.method === 'CONNECT') {
       // Paused first: a flowing socket without a 'data' listener drops bytes.
       this.sock.pause();
-      this.sock.removeAllListeners('data');
-      this.sock.removeAllListeners('end');
-      this.sock.setTimeout(0);
+      this.sock.off('data', onSockData);
+      this.sock.off('end', onSockEnd);
       this.tunnel = true;
-      this.h.connect(head.target, this.sock, rest, this.client);
+      this.h.connect(head.target, this.sock, rest, this.client, this);
       return;
     }
     const ex = new Exchange(this, head);

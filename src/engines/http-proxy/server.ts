@@ -32,32 +32,31 @@ export async function listen(rt: Runtime, opts: { host: string; port: number; cl
         if (p) p.catch((e: unknown) => fail(rt, e, () => ex.abort()));
       } catch (e) { fail(rt, e, () => ex.abort()); }
     },
-    connect(target, sock, head, client) {
-      handleConnect(rt, target, sock, head, client).catch((e: unknown) => fail(rt, e, () => sock.destroy()));
+    connect(target, sock, head, client, host) {
+      try {
+        handleConnect(rt, target, sock, head, client, host);
+      } catch (e) { fail(rt, e, () => sock.destroy()); }
     },
   };
 
-  const fronts = new Fronts(rt, handlers);
   let open = 0;
-  const sockets = new Set<net.Socket>();
   const st = rt.stats;
   let drained: (() => void) | undefined;
+  // The one 'close' listener of a served connection is the front's; it reports here.
+  const fronts = new Fronts(rt, handlers, (s) => {
+    open--;
+    st.active = open;
+    st.bytesIn += s.bytesRead;
+    st.bytesOut += s.bytesWritten;
+    if (open === 0) drained?.();
+  });
   const front = net.createServer({ noDelay: true, allowHalfOpen: true, highWaterMark: TUNNEL_HWM }, (s) => {
-    s.on('error', () => {});
+    s.on('error', ignore);
     if (open >= L.maxConnections) { st.refused.limit++; return reject(s, 503, 'too many connections\n'); }
     if (opts.clients && !clientAllowed(opts.clients, clientAddress(s))) { st.refused.client++; return reject(s, 403, 'denied: client address not allowed\n'); }
     open++;
     st.accepted++;
     st.active = open;
-    sockets.add(s);
-    s.once('close', () => {
-      open--;
-      st.active = open;
-      st.bytesIn += s.bytesRead;
-      st.bytesOut += s.bytesWritten;
-      sockets.delete(s);
-      if (open === 0) drained?.();
-    });
     fronts.serve(s);
   });
   await new Promise<void>((resolve, reject) => {
@@ -78,11 +77,13 @@ export async function listen(rt: Runtime, opts: { host: string; port: number; cl
     destroy() {
       front.close();
       fronts.close();
-      for (const s of sockets) s.destroy();
+      fronts.destroy();
       void agent.destroy();
     },
   };
 }
+
+function ignore(): void {}
 
 function reject(s: net.Socket, status: number, body: string): void {
   s.end(closingReply(status, body));
