@@ -8,6 +8,7 @@ import { unmapText } from '../../config/ip.js';
 import type { Logger } from '../../observe/log.js';
 import type { DnsProxyOptions } from '../../config/dns-proxy-options.js';
 import type { AddressPool } from './pool.js';
+import { Progress, Sweeper, sweepEvery, type Swept } from '../sweep.js';
 
 export interface Listener {
   readonly port: number;
@@ -41,7 +42,14 @@ export class UserspaceListener {
   private drained: (() => void) | undefined;
   readonly stats: UserspaceStats = { accepted: 0, refused: { 'no-address': 0, 'connect-failed': 0 }, bytesIn: 0, bytesOut: 0 };
 
-  constructor(private l: Listener, private readonly o: DnsProxyOptions, private readonly log: Logger) {}
+  /** The idle sweep: one interval for every established connection of this listener. */
+  readonly idle: Sweeper<Relay>;
+  /** Connects in flight: their timeout and the race after RACE_AFTER_MS, checked every SWEEP_CONNECTING_MS. */
+  readonly connecting = new Sweeper<Relay>(SWEEP_CONNECTING_MS);
+
+  constructor(private l: Listener, private readonly o: DnsProxyOptions, private readonly log: Logger) {
+    this.idle = new Sweeper<Relay>(sweepEvery(o.idleTimeoutMs));
+  }
 
   get active(): number { return this.open.size; }
 
@@ -87,119 +95,193 @@ export class UserspaceListener {
   }
 
   private accept(client: net.Socket): void {
-    const start = Date.now();
-    const tried = new Set<string>();
-    // getpeername is a syscall, and unreadable once the socket is closed: only
-    // taken up front when every connection is logged.
-    const peer = () => `${unmapText(client.remoteAddress ?? '?')}:${client.remotePort}`;
-    const who = this.o.debug ? peer() : '';
-    let chosen: string | undefined;
-    let upstream: net.Socket | undefined;
-    let reason: string | undefined;
-    // Connects in flight and the address each one goes to.
-    const pending = new Map<net.Socket, string>();
     this.open.add(client);
     this.stats.accepted++;
-    client.on('error', (e) => finish(`client error: ${(e as NodeJS.ErrnoException).code ?? e.message}`));
-
-    const finish = (why: string) => {
-      reason ??= why;
-      client.destroy();
-      upstream?.destroy();
-      for (const s of pending.keys()) s.destroy();
-    };
-    client.once('close', () => {
-      this.open.delete(client);
-      this.stats.bytesIn += client.bytesRead;
-      this.stats.bytesOut += client.bytesWritten;
-      if (reason === 'no address') this.stats.refused['no-address']++;
-      else if (reason === 'all connect attempts failed') this.stats.refused['connect-failed']++;
-      if (this.open.size === 0) this.drained?.();
-      for (const s of pending.keys()) s.destroy();
-      // A client gone before the remote finished: nobody to deliver to.
-      if (upstream && !upstream.writableFinished) upstream.destroy();
-      if (!this.o.debug) return;
-      this.log.debug({
-        client: who, port: this.l.port, name: this.l.target, address: chosen ?? null,
-        bytesFromClient: client.bytesRead, bytesToClient: client.bytesWritten,
-        durationMs: Date.now() - start, end: reason ?? 'closed',
-      }, 'connection');
-    });
-
-    const attempt = () => {
-      if (upstream || client.destroyed) return;
-      const addr = tried.size < MAX_TRIES ? this.l.pool.pick(tried) : undefined;
-      if (addr === undefined) {
-        // Others still connecting: one of them may yet answer.
-        if (pending.size > 0) return;
-        if (tried.size > 0) this.log.warn({ client: who || peer(), port: this.l.port, name: this.l.target, tried: [...tried] }, 'no address accepted the connection');
-        return finish(tried.size ? 'all connect attempts failed' : 'no address');
-      }
-      tried.add(addr);
-      // highWaterMark is a Duplex option net.Socket passes on; @types/node 20 omits it.
-      const up = net.connect({ host: addr, port: this.l.remotePort, allowHalfOpen: true, noDelay: true, localAddress: this.o.bindSource, highWaterMark: HWM } as net.NetConnectOpts);
-      pending.set(up, addr);
-      const timer = setTimeout(() => up.destroy(Object.assign(new Error('connect timeout'), { code: 'ETIMEDOUT' })), this.o.connectTimeoutMs);
-      // An unanswered SYN (black-holed address) would hold the client for the
-      // whole connect timeout: past the first SYN retransmission time, race the
-      // next address beside it and keep whichever answers first.
-      const race = setTimeout(attempt, Math.min(RACE_AFTER_MS, this.o.connectTimeoutMs));
-      const failed = (e: NodeJS.ErrnoException) => {
-        clearTimeout(timer);
-        clearTimeout(race);
-        pending.delete(up);
-        this.l.pool.markDown(addr);
-        this.log.warn({ port: this.l.port, name: this.l.target, address: addr, err: e.code ?? e.message }, 'connect failed, address marked down');
-        attempt();
-      };
-      up.once('error', failed);
-      up.once('connect', () => {
-        clearTimeout(timer);
-        clearTimeout(race);
-        pending.delete(up);
-        up.off('error', failed);
-        this.l.pool.markUp(addr);
-        // The racers that lost had not answered for at least RACE_AFTER_MS:
-        // down, so the next clients skip them instead of waiting again.
-        for (const [s, a] of pending) {
-          s.destroy();
-          this.l.pool.markDown(a);
-          this.log.warn({ port: this.l.port, name: this.l.target, address: a, err: 'ETIMEDOUT' }, 'connect unanswered while another address answered, address marked down');
-        }
-        pending.clear();
-        if (client.destroyed) return up.destroy();
-        chosen = addr;
-        upstream = up;
-        this.pipe(client, up, finish);
-      });
-    };
-    attempt();
+    new Relay(this, client).attempt();
   }
 
-  private pipe(client: net.Socket, up: net.Socket, finish: (why: string) => void): void {
-    up.on('error', (e: NodeJS.ErrnoException) => finish(`remote error: ${e.code ?? e.message}`));
-    if (this.o.idleTimeoutMs > 0) {
-      // A socket's timeout is refreshed by its reads and its writes: everything
-      // relayed either way passes through the client socket, so one timer
-      // (not one per socket) sees all traffic.
-      client.setTimeout(this.o.idleTimeoutMs, () => finish('idle timeout'));
+
+  /** A client connection closed (its counts, the drain). */
+  closed(r: Relay): void {
+    const client = r.client;
+    this.open.delete(client);
+    this.connecting.delete(r);
+    this.idle.delete(r);
+    this.stats.bytesIn += client.bytesRead;
+    this.stats.bytesOut += client.bytesWritten;
+    if (r.reason === 'no address') this.stats.refused['no-address']++;
+    else if (r.reason === 'all connect attempts failed') this.stats.refused['connect-failed']++;
+    if (this.open.size === 0) this.drained?.();
+  }
+
+  get target(): Listener { return this.l; }
+  get options(): DnsProxyOptions { return this.o; }
+  get logger(): Logger { return this.log; }
+}
+
+/** Connects in flight are checked this often (the race after 1 s starts within this much of it). */
+const SWEEP_CONNECTING_MS = 100;
+const NONE: ReadonlySet<string> = new Set();
+
+// Listeners shared by every connection (its Relay is found through a symbol
+// on the socket) instead of a set of closures per connection and attempt.
+const RELAY = Symbol('relay');
+type Owned = net.Socket & { [RELAY]: Relay };
+function onClientError(this: Owned, e: NodeJS.ErrnoException): void { this[RELAY].finish(`client error: ${e.code ?? e.message}`); }
+function onClientClose(this: Owned): void { this[RELAY].clientClosed(); }
+function onUpError(this: Owned, e: NodeJS.ErrnoException): void { this[RELAY].connectFailed(this, e); }
+function onUpConnect(this: Owned): void { this[RELAY].connected(this); }
+function onRemoteError(this: Owned, e: NodeJS.ErrnoException): void { this[RELAY].finish(`remote error: ${e.code ?? e.message}`); }
+// What stream.pipe() does for two sockets, with three listeners instead of
+// pipe's nine: measured (bench/churn.mjs) as part of the per-connection cost.
+// The peer of a socket: the upstream for the client, the client for the upstream.
+const peer = (s: Owned): net.Socket | undefined => { const r = s[RELAY]; return s === r.client ? r.upstream : r.client; };
+function onData(this: Owned, d: Buffer): void { if (!peer(this)!.write(d)) this.pause(); }
+function onDrain(this: Owned): void { peer(this)?.resume(); }
+function onEnd(this: Owned): void { peer(this)?.end(); }
+
+interface Attempt { readonly sock: net.Socket; readonly addr: string; readonly deadline: number; raceAt: number }
+
+/** One client connection: its connect attempts, then the relay both ways. */
+class Relay implements Swept {
+  upstream: net.Socket | undefined;
+  reason: string | undefined;
+  private chosen: string | undefined;
+  private first: string | undefined;
+  private tried: Set<string> | undefined;
+  private pending: Attempt[] = [];
+  private readonly progress = new Progress();
+  // getpeername is a syscall, and unreadable once the socket is closed: only
+  // taken up front when every connection is logged.
+  private readonly who: string;
+  private readonly start: number;
+
+  constructor(private readonly ls: UserspaceListener, readonly client: net.Socket) {
+    (client as Owned)[RELAY] = this;
+    const debug = ls.options.debug;
+    this.who = debug ? this.peerText() : '';
+    this.start = debug ? Date.now() : 0;
+    client.on('error', onClientError);
+    client.once('close', onClientClose);
+  }
+
+  private peerText(): string { return `${unmapText(this.client.remoteAddress ?? '?')}:${this.client.remotePort}`; }
+  private triedCount(): number { return this.tried ? this.tried.size : this.first === undefined ? 0 : 1; }
+
+  finish(why: string): void {
+    this.reason ??= why;
+    this.client.destroy();
+    this.upstream?.destroy();
+    for (const a of this.pending) a.sock.destroy();
+  }
+
+  clientClosed(): void {
+    const { ls, client, upstream } = this;
+    ls.closed(this);
+    for (const a of this.pending) a.sock.destroy();
+    // A client gone before the remote finished: nobody to deliver to.
+    if (upstream && !upstream.writableFinished) upstream.destroy();
+    if (!ls.options.debug) return;
+    const l = ls.target;
+    ls.logger.debug({
+      client: this.who, port: l.port, name: l.target, address: this.chosen ?? null,
+      bytesFromClient: client.bytesRead, bytesToClient: client.bytesWritten,
+      durationMs: Date.now() - this.start, end: this.reason ?? 'closed',
+    }, 'connection');
+  }
+
+  attempt(): void {
+    if (this.upstream || this.client.destroyed) return;
+    const { ls } = this;
+    const l = ls.target, o = ls.options;
+    const n = this.triedCount();
+    const addr = n < MAX_TRIES ? l.pool.pick(this.tried ?? (this.first === undefined ? NONE : new Set([this.first]))) : undefined;
+    if (addr === undefined) {
+      // Others still connecting: one of them may yet answer.
+      if (this.pending.length > 0) return;
+      if (n > 0) ls.logger.warn({ client: this.who || this.peerText(), port: l.port, name: l.target, tried: this.triedList() }, 'no address accepted the connection');
+      return this.finish(n ? 'all connect attempts failed' : 'no address');
     }
+    if (this.first === undefined) this.first = addr;
+    else (this.tried ??= new Set([this.first])).add(addr);
+    // highWaterMark is a Duplex option net.Socket passes on; @types/node 20 omits it.
+    const up = net.connect({ host: addr, port: l.remotePort, allowHalfOpen: true, noDelay: true, localAddress: o.bindSource, highWaterMark: HWM } as net.NetConnectOpts);
+    (up as Owned)[RELAY] = this;
+    const now = performance.now();
+    // An unanswered SYN (black-holed address) would hold the client for the
+    // whole connect timeout: past the first SYN retransmission time, race the
+    // next address beside it and keep whichever answers first.
+    this.pending.push({ sock: up, addr, deadline: now + o.connectTimeoutMs, raceAt: now + Math.min(RACE_AFTER_MS, o.connectTimeoutMs) });
+    ls.connecting.add(this);
+    up.once('error', onUpError);
+    up.once('connect', onUpConnect);
+  }
+
+  private triedList(): string[] { return this.tried ? [...this.tried] : this.first === undefined ? [] : [this.first]; }
+
+  private drop(up: net.Socket): Attempt | undefined {
+    const i = this.pending.findIndex((a) => a.sock === up);
+    if (i < 0) return undefined;
+    const a = this.pending[i]!;
+    this.pending.splice(i, 1);
+    if (this.pending.length === 0) this.ls.connecting.delete(this);
+    return a;
+  }
+
+  connectFailed(up: net.Socket, e: NodeJS.ErrnoException): void {
+    const a = this.drop(up);
+    if (!a) return;
+    const l = this.ls.target;
+    l.pool.markDown(a.addr);
+    this.ls.logger.warn({ port: l.port, name: l.target, address: a.addr, err: e.code ?? e.message }, 'connect failed, address marked down');
+    this.attempt();
+  }
+
+  /** Connects in flight: timeouts and races, swept (no timers per connection). */
+  sweep(now: number): void {
+    if (this.upstream) {
+      if (this.progress.stalled(this.client.bytesRead + this.client.bytesWritten, now, this.ls.options.idleTimeoutMs)) this.finish('idle timeout');
+      return;
+    }
+    for (const a of [...this.pending]) {
+      if (a.deadline <= now) a.sock.destroy(Object.assign(new Error('connect timeout'), { code: 'ETIMEDOUT' }));
+      else if (a.raceAt !== 0 && a.raceAt <= now) { a.raceAt = 0; this.attempt(); }
+    }
+  }
+
+  connected(up: net.Socket): void {
+    const a = this.drop(up);
+    if (!a) return;
+    up.off('error', onUpError);
+    const l = this.ls.target;
+    l.pool.markUp(a.addr);
+    // The racers that lost had not answered for at least RACE_AFTER_MS:
+    // down, so the next clients skip them instead of waiting again.
+    for (const r of this.pending) {
+      r.sock.destroy();
+      l.pool.markDown(r.addr);
+      this.ls.logger.warn({ port: l.port, name: l.target, address: r.addr, err: 'ETIMEDOUT' }, 'connect unanswered while another address answered, address marked down');
+    }
+    this.pending.length = 0;
+    this.ls.connecting.delete(this);
+    const client = this.client;
+    if (client.destroyed) return void up.destroy();
+    this.chosen = a.addr;
+    this.upstream = up;
+    up.on('error', onRemoteError);
+    // A socket's byte counts move with its reads and its writes: everything
+    // relayed either way passes through the client socket, so its counts
+    // (swept, not a timer) see all traffic.
+    if (this.ls.options.idleTimeoutMs > 0) this.ls.idle.add(this);
     // Backpressure both ways; with allowHalfOpen, a FIN from one side becomes
     // end() on the other and the reverse direction keeps flowing. Each socket
     // closes itself once both its directions are done (autoDestroy), after
     // flushing: destroying on 'end' could drop the last buffered bytes.
-    relay(client, up);
-    relay(up, client);
+    for (const s of [client, up]) {
+      s.on('data', onData);
+      s.on('drain', onDrain);
+      s.once('end', onEnd);
+    }
     client.resume();
   }
-}
-
-/**
- * What stream.pipe() does for two sockets, with three listeners instead of
- * pipe's nine: measured (bench/dns-proxy.mjs) as part of the per-connection cost.
- */
-function relay(from: net.Socket, to: net.Socket): void {
-  from.on('data', (d: Buffer) => { if (!to.write(d)) from.pause(); });
-  to.on('drain', () => from.resume());
-  from.once('end', () => to.end());
 }
