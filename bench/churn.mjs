@@ -112,6 +112,11 @@ const TARGETS = [
   { name: 'haproxy', group: 'tcp', port: 6001, echo: 7003 },
   { name: 'ours-userspace', group: 'tcp', port: 6002, echo: 7004 },
   { name: 'node-floor-relay', group: 'tcp', port: 6003, echo: 7005 },
+  // BENCH_BASELINE=<folder of another build (bin/, dist/)>: that build's two engines beside ours, in the same run.
+  ...(process.env.BENCH_BASELINE ? [
+    { name: 'baseline-http-proxy', group: 'tunnel', port: 8081, echo: 7006, bin: join(process.env.BENCH_BASELINE, 'bin', 'egress-router') },
+    { name: 'baseline-userspace', group: 'tcp', port: 6004, echo: 7007, bin: join(process.env.BENCH_BASELINE, 'bin', 'egress-router') },
+  ] : []),
 ].filter((t) => !process.env.BENCH_TARGETS || ['squid', 'haproxy', ...process.env.BENCH_TARGETS.split(',')].includes(t.name));
 
 async function main() {
@@ -128,19 +133,19 @@ async function main() {
         `access_log stdio:${tmp}/access.log`, `coredump_dir ${tmp}`, 'cache deny all', 'max_filedescriptors 16384',
         'acl bench_dst dst 10.99.2.0/24', 'http_access allow bench_dst', 'http_access deny all', 'shutdown_lifetime 0 seconds', ''].join('\n'));
       procs[t.name] = start(NS.p, pin(ENGINE_CPU, ['squid', '-N', '-f', join(tmp, 'squid.conf')]), { log: 'squid.out' });
-    } else if (t.name === 'ours-http-proxy') {
+    } else if (t.name === 'ours-http-proxy' || t.name === 'baseline-http-proxy') {
       // Default logging: a JSON line per tunnel to stdout (a file here), as deployed.
-      procs[t.name] = start(NS.p, pin(ENGINE_CPU, [process.execPath, BIN, 'http-proxy', '--listen', P_IP, '--port', String(t.port), '--max-connections', '16384']),
-        { env: { ...process.env, EGRESS_HTTP_PROXY_DESTINATION: '10.99.2.0/24' }, log: 'ours-http.log' });
+      procs[t.name] = start(NS.p, pin(ENGINE_CPU, [process.execPath, t.bin ?? BIN, 'http-proxy', '--listen', P_IP, '--port', String(t.port), '--max-connections', '16384']),
+        { env: { ...process.env, EGRESS_HTTP_PROXY_DESTINATION: '10.99.2.0/24' }, log: `${t.name}.log` });
     } else if (t.name === 'node-floor-connect') {
       procs[t.name] = start(NS.p, pin(ENGINE_CPU, [process.execPath, LOAD, 'connect', t.addr]));
     } else if (t.name === 'haproxy') {
       writeFileSync(join(tmp, 'haproxy.cfg'), ['global', '  maxconn 8000', '  nbthread 1', `  pidfile ${tmp}/haproxy.pid`, 'defaults', '  mode tcp',
         '  timeout connect 10s', '  timeout client 1h', '  timeout server 1h', 'listen p', `  bind ${t.addr}`, `  server s ${E(t)}`, ''].join('\n'));
       procs[t.name] = start(NS.p, pin(ENGINE_CPU, ['haproxy', '-db', '-f', join(tmp, 'haproxy.cfg')]), { log: 'haproxy.out' });
-    } else if (t.name === 'ours-userspace') {
-      procs[t.name] = start(NS.p, pin(ENGINE_CPU, [process.execPath, BIN, 'dns-proxy']),
-        { env: { ...process.env, EGRESS_DNS_PROXY_DESTINATION: `${t.port} ${S_IP} ${t.echo}`, EGRESS_DNS_PROXY_MODE: 'userspace' }, log: 'ours-dns.log' });
+    } else if (t.name === 'ours-userspace' || t.name === 'baseline-userspace') {
+      procs[t.name] = start(NS.p, pin(ENGINE_CPU, [process.execPath, t.bin ?? BIN, 'dns-proxy']),
+        { env: { ...process.env, EGRESS_DNS_PROXY_DESTINATION: `${t.port} ${S_IP} ${t.echo}`, EGRESS_DNS_PROXY_MODE: 'userspace' }, log: `${t.name}.log` });
     } else if (t.name === 'node-floor-relay') {
       procs[t.name] = start(NS.p, pin(ENGINE_CPU, [process.execPath, LOAD, 'relay', t.addr, E(t)]));
     }

@@ -14,7 +14,7 @@ want+=(prometheus:prometheus promtool:prometheus systemd-analyze:systemd make:ma
 # systemctl stand-in's client (socat, above) and flock for the notify script.
 want+=(keepalived:keepalived conntrackd:conntrackd flock:util-linux)
 if [[ "${1:-test}" == bench ]]; then
-    want+=(haproxy:haproxy squid:squid wrk:wrk)
+    want+=(haproxy:haproxy squid:squid wrk:wrk cc:gcc)
 fi
 
 missing=()
