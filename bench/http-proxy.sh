@@ -86,6 +86,9 @@ bg "$NP" taskset -c 1 squid -N -f "$T/squid.conf"
 SQUID_PID=${PIDS[-1]}
 EGRESS_HTTP_PROXY_DESTINATION=10.99.1.0/24 bg "$NP" taskset -c 1 node bin/egress-router http-proxy --listen 10.99.0.2 --port 8080 --max-connections 16384 >"$T/ours.log"
 OURS_PID=${PIDS[-1]}
+# BENCH_BASELINE=<folder of another build>: its proxy on 8082 joins the request-rate rounds (same run, same layout).
+BASE=${BENCH_BASELINE:-}
+if [[ -n $BASE ]]; then EGRESS_HTTP_PROXY_DESTINATION=10.99.1.0/24 bg "$NP" taskset -c 1 node "$BASE/bin/egress-router" http-proxy --listen 10.99.0.2 --port 8082 --max-connections 16384 >"$T/base.log"; fi
 
 wait_ok() { # bounded: 100 tries, 0.1 s apart
     for _ in $(seq 100); do
@@ -97,6 +100,7 @@ wait_ok() { # bounded: 100 tries, 0.1 s apart
 wait_ok http://10.99.1.1:8000/
 wait_ok -x http://10.99.0.2:3128 http://10.99.1.1:8000/
 wait_ok -x http://10.99.0.2:8080 http://10.99.1.1:8000/
+if [[ -n $BASE ]]; then wait_ok -x http://10.99.0.2:8082 http://10.99.1.1:8000/; fi
 
 cat >"$T/abs.lua" <<'LUA'
 -- absolute-form request line: what a client sends to a forward proxy
@@ -155,7 +159,9 @@ if part rps; then
         echo "d $(run_wrk "$CONNS" http://10.99.1.1:8000/)" >>"$T/rps"
         echo "s $(run_wrk "$CONNS" http://10.99.0.2:3128/ "$T/abs.lua")" >>"$T/rps"
         echo "o $(run_wrk "$CONNS" http://10.99.0.2:8080/ "$T/abs.lua")" >>"$T/rps"
+        if [[ -n $BASE ]]; then echo "b $(run_wrk "$CONNS" http://10.99.0.2:8082/ "$T/abs.lua")" >>"$T/rps"; fi
     done
+    if [[ -n $BASE ]]; then echo "baseline ($BASE): keep-alive req/s $(awk '$1=="b" {print $2}' "$T/rps" | median), p99 ms $(awk '$1=="b" {print $3}' "$T/rps" | median) (medians of the same rounds)" | tee "$T/base.txt"; fi
     for w in d s o; do
         eval "${w^^}_RPS=$(awk -v w=$w '$1==w {print $2}' "$T/rps" | median)"
         eval "${w^^}_P99=$(awk -v w=$w '$1==w {print $3}' "$T/rps" | median)"
@@ -187,4 +193,5 @@ sub() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.3f", a-b }'; }
     printf '%-34s %12s %12s %12s %10s\n' "added p99 ms, one connection" "-" "$(sub "$S_L99" "$D_L99")" "$(sub "$O_L99" "$D_L99")" ""
     printf '%-34s %12s %12s %12s %10s\n' "CONNECT bulk Mbit/s" "$D_BULK" "$S_BULK" "$O_BULK" "$(ratio "$O_BULK" "$S_BULK")"
     printf '%-34s %12s %12s %12s %10s\n' "RSS KiB per idle tunnel" "-" "$S_IDLE" "$O_IDLE" "$(ratio "$O_IDLE" "$S_IDLE")"
+    if [[ -f $T/base.txt ]]; then cat "$T/base.txt"; fi
 } | tee "$OUT"

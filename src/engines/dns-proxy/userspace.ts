@@ -149,7 +149,8 @@ class Relay implements Swept {
   private chosen: string | undefined;
   private first: string | undefined;
   private tried: Set<string> | undefined;
-  private pending: Attempt[] = [];
+  /** Connects in flight (none once one has answered: an idle connection holds no array). */
+  private pending: Attempt[] | undefined;
   private readonly progress = new Progress();
   // getpeername is a syscall, and unreadable once the socket is closed: only
   // taken up front when every connection is logged.
@@ -172,13 +173,13 @@ class Relay implements Swept {
     this.reason ??= why;
     this.client.destroy();
     this.upstream?.destroy();
-    for (const a of this.pending) a.sock.destroy();
+    if (this.pending) for (const a of this.pending) a.sock.destroy();
   }
 
   clientClosed(): void {
     const { ls, client, upstream } = this;
     ls.closed(this);
-    for (const a of this.pending) a.sock.destroy();
+    if (this.pending) for (const a of this.pending) a.sock.destroy();
     // A client gone before the remote finished: nobody to deliver to.
     if (upstream && !upstream.writableFinished) upstream.destroy();
     if (!ls.options.debug) return;
@@ -198,7 +199,7 @@ class Relay implements Swept {
     const addr = n < MAX_TRIES ? l.pool.pick(this.tried ?? (this.first === undefined ? NONE : new Set([this.first]))) : undefined;
     if (addr === undefined) {
       // Others still connecting: one of them may yet answer.
-      if (this.pending.length > 0) return;
+      if (this.pending) return;
       if (n > 0) ls.logger.warn({ client: this.who || this.peerText(), port: l.port, name: l.target, tried: this.triedList() }, 'no address accepted the connection');
       return this.finish(n ? 'all connect attempts failed' : 'no address');
     }
@@ -211,7 +212,7 @@ class Relay implements Swept {
     // An unanswered SYN (black-holed address) would hold the client for the
     // whole connect timeout: past the first SYN retransmission time, race the
     // next address beside it and keep whichever answers first.
-    this.pending.push({ sock: up, addr, deadline: now + o.connectTimeoutMs, raceAt: now + Math.min(RACE_AFTER_MS, o.connectTimeoutMs) });
+    (this.pending ??= []).push({ sock: up, addr, deadline: now + o.connectTimeoutMs, raceAt: now + Math.min(RACE_AFTER_MS, o.connectTimeoutMs) });
     ls.connecting.add(this);
     up.once('error', onUpError);
     up.once('connect', onUpConnect);
@@ -220,11 +221,12 @@ class Relay implements Swept {
   private triedList(): string[] { return this.tried ? [...this.tried] : this.first === undefined ? [] : [this.first]; }
 
   private drop(up: net.Socket): Attempt | undefined {
-    const i = this.pending.findIndex((a) => a.sock === up);
+    const p = this.pending;
+    const i = p ? p.findIndex((a) => a.sock === up) : -1;
     if (i < 0) return undefined;
-    const a = this.pending[i]!;
-    this.pending.splice(i, 1);
-    if (this.pending.length === 0) this.ls.connecting.delete(this);
+    const a = p![i]!;
+    p!.splice(i, 1);
+    if (p!.length === 0) { this.pending = undefined; this.ls.connecting.delete(this); }
     return a;
   }
 
@@ -243,7 +245,7 @@ class Relay implements Swept {
       if (this.progress.stalled(this.client.bytesRead + this.client.bytesWritten, now, this.ls.options.idleTimeoutMs)) this.finish('idle timeout');
       return;
     }
-    for (const a of [...this.pending]) {
+    for (const a of [...(this.pending ?? [])]) {
       if (a.deadline <= now) a.sock.destroy(Object.assign(new Error('connect timeout'), { code: 'ETIMEDOUT' }));
       else if (a.raceAt !== 0 && a.raceAt <= now) { a.raceAt = 0; this.attempt(); }
     }
@@ -257,12 +259,12 @@ class Relay implements Swept {
     l.pool.markUp(a.addr);
     // The racers that lost had not answered for at least RACE_AFTER_MS:
     // down, so the next clients skip them instead of waiting again.
-    for (const r of this.pending) {
+    for (const r of this.pending ?? []) {
       r.sock.destroy();
       l.pool.markDown(r.addr);
       this.ls.logger.warn({ port: l.port, name: l.target, address: r.addr, err: 'ETIMEDOUT' }, 'connect unanswered while another address answered, address marked down');
     }
-    this.pending.length = 0;
+    this.pending = undefined;
     this.ls.connecting.delete(this);
     const client = this.client;
     if (client.destroyed) return void up.destroy();
