@@ -10,6 +10,8 @@ want+=(arping:iputils-arping)
 want+=(openssl:openssl git:git wget:wget python3:python3 pip:python3-pip)
 if [[ "${1:-test}" == bench ]]; then
     want+=(haproxy:haproxy squid:squid wrk:wrk)
+    # bench/firewall.mjs: bulk forwarding throughput.
+    want+=(iperf3:iperf3)
 fi
 
 missing=()

@@ -1,0 +1,277 @@
+// make bench (firewall): forwarding through a router namespace with no firewall, with the
+// documentation's policy, with a 1000-rule policy as our set-based ruleset, and with the same
+// 1000 rules as a naive linear chain (one nft rule per policy rule, checked on every packet);
+// then the time to apply the 1000-rule policy and to update one name's addresses.
+// Namespaces of our own (prefix erbf), bounded loads. Needs root, nft, a built dist/;
+// iperf3 for bulk (else the node bulk client of dns-proxy-load.mjs).
+//   client 10.99.1.2 --c0-- router 10.99.1.1 | 10.99.2.1 --s0-- server 10.99.2.2 (+ DNS 10.99.2.53)
+// Layout: server side pinned to CPU 0, client side to CPU 1; forwarding runs in the sender's softirq.
+import { spawn, execFileSync, spawnSync } from 'node:child_process';
+import { mkdtempSync, writeFileSync, rmSync, mkdirSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join, dirname } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { randomBytes } from 'node:crypto';
+
+const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..');
+const LOAD = join(ROOT, 'bench', 'dns-proxy-load.mjs');
+const DNS = join(ROOT, 'test', 'lab', 'dns-server.mjs');
+const BIN = join(ROOT, 'bin', 'egress-router');
+const SECS = Number(process.env.BENCH_SECS ?? 3);
+const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 3);
+const RULES = 1000;
+const id = randomBytes(2).toString('hex');
+const NS = { c: `erbf${id}c`, r: `erbf${id}r`, s: `erbf${id}s` };
+const S_IP = '10.99.2.2', DNS_IP = '10.99.2.53', SOURCES = '10.99.1.0/24', IFACE = 's0';
+const TABLE = 'egress_router_firewall';
+const tmp = mkdtempSync(join(tmpdir(), 'erbf-'));
+const children = [];
+
+const run = (argv, opts = {}) => execFileSync(argv[0], argv.slice(1), { stdio: ['pipe', 'pipe', 'pipe'], timeout: 60_000, ...opts }).toString();
+const inNs = (ns, argv) => ['ip', 'netns', 'exec', ns, ...argv];
+const cpus = Number(run(['nproc']).trim());
+const pin = (cpu, argv) => (cpus > 1 ? ['taskset', '-c', String(cpu), ...argv] : argv);
+const has = (cmd) => spawnSync('sh', ['-c', `command -v ${cmd}`]).status === 0;
+const IPERF = has('iperf3');
+const median = (v) => { const s = [...v].sort((x, y) => x - y); return s[Math.floor(s.length / 2)]; };
+
+function start(ns, argv, env = process.env) {
+  const full = inNs(ns, argv);
+  const p = spawn(full[0], full.slice(1), { stdio: ['ignore', 'pipe', 'pipe'], env });
+  let out = '';
+  const lines = [];
+  const stamp = (d) => {
+    out += d;
+    const parts = out.split('\n');
+    out = parts.pop();
+    for (const l of parts) lines.push({ at: performance.now(), l });
+  };
+  p.stdout.on('data', stamp);
+  p.stderr.on('data', stamp);
+  p.lines = lines;
+  children.push(p);
+  return p;
+}
+
+async function waitLine(p, re, ms = 10_000) {
+  const end = Date.now() + ms;
+  for (;;) {
+    const hit = p.lines.find((x) => re.test(x.l));
+    if (hit) return hit;
+    if (Date.now() > end || p.exitCode !== null) throw new Error(`not seen (${re}):\n${p.lines.map((x) => x.l).join('\n')}`);
+    await new Promise((r) => setTimeout(r, 20));
+  }
+}
+
+function cleanup() {
+  for (const p of children) if (p.exitCode === null) p.kill('SIGKILL');
+  for (const ns of Object.values(NS)) { try { run(['ip', 'netns', 'del', ns]); } catch { /* not created */ } }
+  rmSync(`/etc/netns/${NS.r}`, { recursive: true, force: true });
+  rmSync(tmp, { recursive: true, force: true });
+}
+process.on('exit', cleanup);
+for (const s of ['SIGINT', 'SIGTERM']) process.on(s, () => process.exit(130));
+
+function topology() {
+  for (const ns of Object.values(NS)) { run(['ip', 'netns', 'add', ns]); run(['ip', '-n', ns, 'link', 'set', 'lo', 'up']); }
+  run(['ip', '-n', NS.c, 'link', 'add', 'eth0', 'type', 'veth', 'peer', 'name', 'c0', 'netns', NS.r]);
+  run(['ip', '-n', NS.s, 'link', 'add', 'eth0', 'type', 'veth', 'peer', 'name', 's0', 'netns', NS.r]);
+  run(['ip', '-n', NS.c, 'addr', 'add', '10.99.1.2/24', 'dev', 'eth0']);
+  run(['ip', '-n', NS.r, 'addr', 'add', '10.99.1.1/24', 'dev', 'c0']);
+  run(['ip', '-n', NS.r, 'addr', 'add', '10.99.2.1/24', 'dev', 's0']);
+  run(['ip', '-n', NS.s, 'addr', 'add', `${S_IP}/24`, 'dev', 'eth0']);
+  run(['ip', '-n', NS.s, 'addr', 'add', `${DNS_IP}/24`, 'dev', 'eth0']);
+  for (const [ns, dev] of [[NS.c, 'eth0'], [NS.r, 'c0'], [NS.r, 's0'], [NS.s, 'eth0']]) run(['ip', '-n', ns, 'link', 'set', dev, 'up']);
+  run(['ip', '-n', NS.c, 'route', 'add', 'default', 'via', '10.99.1.1']);
+  run(['ip', '-n', NS.s, 'route', 'add', 'default', 'via', '10.99.2.1']);
+  run(inNs(NS.r, ['sysctl', '-qw', 'net.ipv4.ip_forward=1']));
+  for (const ns of [NS.c, NS.s]) run(inNs(ns, ['sysctl', '-qw', 'net.ipv4.tcp_tw_reuse=1']));
+  // The firewall resolves names through the router namespace's resolv.conf (ip netns exec bind-mounts it).
+  mkdirSync(`/etc/netns/${NS.r}`, { recursive: true });
+  writeFileSync(`/etc/netns/${NS.r}/resolv.conf`, `nameserver ${DNS_IP}\noptions timeout:1 attempts:2\n`);
+}
+
+// --- policies
+const rule = (type, to) => ({ type, to: to.includes('/') ? { cidrSelector: to } : { dnsName: to } });
+const policy = (egress) => JSON.stringify({ kind: 'EgressNetworkPolicy', apiVersion: 'network.openshift.io/v1', metadata: { name: 'default', namespace: 'bench' }, spec: { egress } });
+const DOC = [rule('Allow', '1.2.3.0/24'), rule('Allow', 'www.foo.com'), rule('Deny', '0.0.0.0/0')];
+const NAMES = 9;
+/**
+ * 1000 rules, the traffic matching the 999th: blocks of 100 alternating Allow and Deny over
+ * 198.18.0.0/15 (/32s and /24s), 9 Deny dnsName rules, then Allow www.foo.com, Deny 0.0.0.0/0.
+ */
+function big() {
+  const r = [];
+  for (let i = 0; r.length < RULES - NAMES - 2; i++) {
+    const type = Math.floor(i / 100) % 2 ? 'Deny' : 'Allow';
+    r.push(rule(type, i % 4 === 3 ? `198.19.${i >> 2 & 255}.0/24` : `198.18.${i >> 8}.${i & 255}/32`));
+  }
+  for (let n = 1; n <= NAMES; n++) r.push(rule('Deny', `name${n}.bench.test`));
+  r.push(rule('Allow', 'www.foo.com'), rule('Deny', '0.0.0.0/0'));
+  return r;
+}
+const zone = (flip = 1) => ({
+  'www.foo.com': { A: [S_IP], ttl: 300 },
+  ...Object.fromEntries(Array.from({ length: NAMES }, (_, i) => [`name${i + 1}.bench.test`, { A: [`198.51.100.${i + 1}`], ttl: 300 }])),
+  'name1.bench.test': { A: [`198.51.100.${100 + flip}`], ttl: 1 },
+});
+/** The same rules as one nft rule each, in order, on every forwarded packet: what a naive port would do. */
+function linear(rules, z) {
+  const out = [`table inet bench_linear {`, `\tchain forward {`, `\t\ttype filter hook forward priority filter; policy accept;`];
+  for (const r of rules) {
+    const dst = r.to.cidrSelector ?? `{ ${z[r.to.dnsName].A.join(', ')} }`;
+    const verdict = r.type === 'Allow' ? 'accept' : 'reject with icmpx type admin-prohibited';
+    out.push(`\t\toifname "${IFACE}" ip saddr ${SOURCES} ip daddr ${dst} counter ${verdict}`);
+  }
+  out.push('\t}', '}');
+  return out.join('\n') + '\n';
+}
+
+const ENV = { ...process.env, EGRESS_FIREWALL_SOURCES: SOURCES, EGRESS_FIREWALL_INTERFACE: IFACE,
+  EGRESS_FIREWALL_CLUSTER_CIDRS: '10.128.0.0/14,172.30.0.0/16', EGRESS_FIREWALL_MAX_RULES: String(RULES) };
+const fwArgv = (...a) => [process.execPath, BIN, '--log-format', 'json', 'firewall', ...a];
+const logs = (text) => text.split('\n').filter((l) => l.startsWith('{')).map((l) => { try { return JSON.parse(l); } catch { return {}; } });
+
+/** `firewall --once`: returns the engine's own figure (ms of 'firewall policy applied') and the wall time. */
+function applyOnce(file) {
+  const t0 = performance.now();
+  const r = spawnSync('ip', inNs(NS.r, fwArgv('--once', '--policy', file)).slice(1), { env: ENV, timeout: 60_000 });
+  const wall = performance.now() - t0;
+  if (r.status !== 0) throw new Error(`firewall --once ${file} failed (${r.status}):\n${r.stdout}${r.stderr}`);
+  const line = logs(r.stdout.toString()).find((l) => l.msg === 'firewall policy applied');
+  return { ms: line?.ms, wall, line };
+}
+function removeAll() {
+  spawnSync('ip', inNs(NS.r, fwArgv('--remove')).slice(1), { env: ENV, timeout: 30_000 });
+  spawnSync('ip', inNs(NS.r, ['nft', 'delete', 'table', 'inet', 'bench_linear']).slice(1));
+}
+
+function bulk() {
+  if (IPERF) {
+    const j = JSON.parse(run(inNs(NS.c, pin(1, ['iperf3', '-c', S_IP, '-t', String(SECS), '-J'])), { timeout: (SECS + 20) * 1000 }));
+    return j.end.sum_received.bits_per_second / 8;
+  }
+  return JSON.parse(run(inNs(NS.c, pin(1, [process.execPath, LOAD, 'tput', S_IP, '5001', '1', String(SECS)])), { timeout: (SECS + 20) * 1000 }).trim().split('\n').pop()).bytesPerSec;
+}
+function cps() {
+  const r = JSON.parse(run(inNs(NS.c, pin(1, [process.execPath, LOAD, 'cps', S_IP, '5003', '8', String(SECS)])), { timeout: (SECS + 20) * 1000 }).trim().split('\n').pop());
+  if (r.failed) throw new Error(`cps: ${r.failed} connections failed (the policy should allow them)`);
+  return r.connPerSec;
+}
+
+const nft = (ns, text, json = false) => spawnSync('ip', ['netns', 'exec', ns, 'nft', ...(json ? ['-j'] : []), '-f', '-'], { input: text, timeout: 30_000 });
+
+/** One name's update as the engine does it: add the new address and delete the old one in one `nft -j -f` transaction. */
+function nftElementUpdates(n = 20) {
+  const j = JSON.parse(run(inNs(NS.r, ['nft', '-j', 'list', 'table', 'inet', TABLE])));
+  const set = j.nftables.map((x) => x.set).find((s) => s && JSON.stringify(s.elem ?? []).includes('198.51.100.101'));
+  if (!set) return { error: 'no set holding name1.bench.test\'s address' };
+  const el = (verb, ip) => ({ [verb]: { element: { family: 'inet', table: TABLE, name: set.name, elem: [ip] } } });
+  const times = [];
+  let cur = '198.51.100.101';
+  for (let i = 0; i < n; i++) {
+    const next = cur === '198.51.100.101' ? '198.51.100.201' : '198.51.100.101';
+    const t0 = performance.now();
+    const r = nft(NS.r, JSON.stringify({ nftables: [el('add', next), el('delete', cur)] }), true);
+    times.push(performance.now() - t0);
+    if (r.status !== 0) return { error: r.stderr.toString().trim() };
+    cur = next;
+  }
+  return { set: set.name, medianMs: median(times), maxMs: Math.max(...times) };
+}
+
+/** The daemon's own update: from the DNS query that returns a changed answer to its 'name updated' line. */
+async function daemonUpdates(dns, zoneFile, bigFile, n = 5) {
+  const fw = start(NS.r, fwArgv('--policy', bigFile), ENV);
+  await waitLine(fw, /firewall ready/, 30_000);
+  const out = [];
+  try {
+    for (let k = 1; k <= n; k++) {
+      const seen = fw.lines.filter((x) => /"name updated"/.test(x.l) && x.l.includes('name1.bench.test')).length;
+      writeFileSync(zoneFile, JSON.stringify(zone(k + 1)));
+      const end = Date.now() + 15_000;
+      let upd;
+      while (!(upd = fw.lines.filter((x) => /"name updated"/.test(x.l) && x.l.includes('name1.bench.test'))[seen])) {
+        if (Date.now() > end) return { samples: out, error: `no 'name updated' for name1.bench.test (TTL 1 s) within 15 s` };
+        await new Promise((r) => setTimeout(r, 20));
+      }
+      const q = dns.lines.filter((x) => x.at <= upd.at && x.l.startsWith('query name1.bench.test A')).pop();
+      if (!q) return { samples: out, error: 'no DNS query seen before the update' };
+      out.push({ ms: upd.at - q.at, logged: JSON.parse(upd.l) });
+    }
+  } finally {
+    fw.kill('SIGTERM');
+  }
+  return { samples: out, medianMs: median(out.map((s) => s.ms)) };
+}
+
+async function main() {
+  if (!has('nft')) throw new Error('nft is missing');
+  topology();
+  start(NS.s, pin(0, [process.execPath, LOAD, 'serve', S_IP, '0']));
+  if (IPERF) start(NS.s, pin(0, ['iperf3', '-s', '-B', S_IP]));
+  const zoneFile = join(tmp, 'zone.json');
+  writeFileSync(zoneFile, JSON.stringify(zone()));
+  const dns = start(NS.s, [process.execPath, DNS, '--listen', `${DNS_IP}:53`, '--zone', zoneFile]);
+  await waitLine(dns, /^ready/);
+  await new Promise((r) => setTimeout(r, 300));
+  const docFile = join(tmp, 'doc.json'), bigFile = join(tmp, 'big.json');
+  const bigRules = big();
+  writeFileSync(docFile, policy(DOC));
+  writeFileSync(bigFile, policy(bigRules));
+  const linearText = linear(bigRules, zone());
+  const cases = {
+    none: () => removeAll(),
+    doc: () => { removeAll(); applyOnce(docFile); },
+    'ours-1000': () => { removeAll(); applyOnce(bigFile); },
+    'linear-1000': () => { removeAll(); const r = nft(NS.r, linearText); if (r.status !== 0) throw new Error(r.stderr.toString()); },
+  };
+  // BENCH_CASES=none,linear-1000: a subset while tuning (none is the baseline).
+  const names = Object.keys(cases).filter((k) => !process.env.BENCH_CASES || k === 'none' || process.env.BENCH_CASES.split(',').includes(k));
+  const samples = Object.fromEntries(names.map((k) => [k, []]));
+  for (let round = 0; round < ROUNDS; round++) {
+    for (const name of names.map((_, i) => names[(i + round) % names.length])) {
+      cases[name]();
+      const r = { bulk: bulk(), cps: cps() };
+      samples[name].push(r);
+      process.stderr.write(`round ${round + 1} ${name}: ${JSON.stringify(r)}\n`);
+    }
+  }
+  removeAll();
+  // Apply: 3 applies on a namespace without the table, 3 replacing it.
+  const attempt = (f) => { try { return f(); } catch (e) { return { error: String(e.message ?? e).split('\n').slice(0, 3).join(' ') }; } };
+  const apply = attempt(() => {
+    const fresh = [], replace = [];
+    for (let i = 0; i < 3; i++) { removeAll(); fresh.push(applyOnce(bigFile)); }
+    for (let i = 0; i < 3; i++) replace.push(applyOnce(bigFile));
+    return { freshMs: median(fresh.map((a) => a.ms)), replaceMs: median(replace.map((a) => a.ms)),
+      freshWallMs: median(fresh.map((a) => a.wall)), logged: fresh[0].line };
+  });
+  const tx = attempt(() => nftElementUpdates());
+  removeAll();
+  let daemon;
+  try { daemon = await daemonUpdates(dns, zoneFile, bigFile); } catch (e) { daemon = { error: String(e.message ?? e).split('\n')[0] }; }
+  removeAll();
+  const results = Object.fromEntries(names.map((k) => [k, { bulk: median(samples[k].map((r) => r.bulk)), cps: median(samples[k].map((r) => r.cps)) }]));
+  report(results, apply, tx, daemon);
+}
+
+function report(res, apply, tx, daemon) {
+  const n = res.none;
+  const gbit = (b) => (b * 8 / 1e9).toFixed(2);
+  const ratio = (x, y) => (x / y).toFixed(3) + 'x';
+  const rows = [['case', 'bulk Gbit/s', 'x none', 'conn/s', 'x none']];
+  for (const [name, r] of Object.entries(res)) rows.push([name, gbit(r.bulk), ratio(r.bulk, n.bulk), r.cps.toFixed(0), ratio(r.cps, n.cps)]);
+  const w = rows[0].map((_, i) => Math.max(...rows.map((r) => r[i].length)));
+  const f = (x) => (typeof x === 'number' ? x.toFixed(1) : String(x));
+  console.log(`firewall bench: medians of ${ROUNDS} rounds, ${SECS}s per run; bulk: ${IPERF ? 'iperf3, 1 stream' : 'node, 1 stream'}; conn/s: 8 concurrent;`
+    + ` layout: ${cpus > 1 ? 'server side on CPU 0, client side on CPU 1' : 'one CPU shared'}`);
+  console.log(rows.map((r) => r.map((c, i) => c.padEnd(w[i])).join('  ')).join('\n'));
+  console.log(`apply ${RULES} rules (engine's "ms"): ${apply.error ?? `${f(apply.freshMs)} ms into an empty namespace, ${f(apply.replaceMs)} ms replacing; whole --once process ${f(apply.freshWallMs)} ms`} (target < 200 ms)`);
+  console.log(`one name's update, nft -j -f add+delete transaction on the ${RULES}-rule table: ${tx.error ?? `${f(tx.medianMs)} ms median, ${f(tx.maxMs)} ms max`} (target < 20 ms)`);
+  console.log(`one name's update in the daemon, DNS answer to 'name updated': ${daemon.error ?? `${f(daemon.medianMs)} ms median of ${daemon.samples.length}`}`);
+  mkdirSync(join(ROOT, 'bench', 'out'), { recursive: true });
+  writeFileSync(join(ROOT, 'bench', 'out', 'firewall.json'), JSON.stringify({ secs: SECS, rounds: ROUNDS, cpus, iperf3: IPERF, results: res, apply, tx, daemon }, null, 2) + '\n');
+}
+
+main().then(() => process.exit(0), (e) => { console.error(e.stack ?? e); process.exit(1); });
