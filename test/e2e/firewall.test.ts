@@ -217,8 +217,8 @@ describe('egress firewall', () => {
     });
 
     it('a policy change applies to new connections, keeps an established one it allows and cuts one it denies', async () => {
-      const kept = hold(lab, 'client', C, 7000, 6);
-      const cut = hold(lab, 'client', DOC_NET, 7000, 6);
+      const kept = hold(lab, 'client', C, 7000, 10);
+      const cut = hold(lab, 'client', DOC_NET, 7000, 10);
       await until('both connected', () => kept.banner() && cut.banner(), 3000);
       const at = await change(policyYaml([deny('1.2.3.0/24'), ...P1]));
       expectRefused(await tcp(DOC_NET));
