@@ -1,6 +1,7 @@
 // make bench (firewall): forwarding through a router namespace with no firewall, with the
 // documentation's policy, with a 1000-rule policy as our set-based ruleset, and with the same
-// 1000 rules as a naive linear chain (one nft rule per policy rule, checked on every packet);
+// 1000 rules as a linear chain (the engine's EGRESS_FIREWALL_LINEAR rendering, new flows only) and as a
+// naive chain (one nft rule per policy rule, checked on every packet, no conntrack);
 // then the time to apply the 1000-rule policy and to update one name's addresses.
 // Namespaces of our own (prefix erbf), bounded loads. Needs root, nft, a built dist/;
 // iperf3 for bulk (else the node bulk client of dns-proxy-load.mjs).
@@ -133,9 +134,9 @@ const fwArgv = (...a) => [process.execPath, BIN, '--log-format', 'json', 'firewa
 const logs = (text) => text.split('\n').filter((l) => l.startsWith('{')).map((l) => { try { return JSON.parse(l); } catch { return {}; } });
 
 /** `firewall --once`: returns the engine's own figure (ms of 'firewall policy applied') and the wall time. */
-function applyOnce(file) {
+function applyOnce(file, env = {}) {
   const t0 = performance.now();
-  const r = spawnSync('ip', inNs(NS.r, fwArgv('--once', '--policy', file)).slice(1), { env: ENV, timeout: 60_000 });
+  const r = spawnSync('ip', inNs(NS.r, fwArgv('--once', '--policy', file)).slice(1), { env: { ...ENV, ...env }, timeout: 60_000 });
   const wall = performance.now() - t0;
   if (r.status !== 0) throw new Error(`firewall --once ${file} failed (${r.status}):\n${r.stdout}${r.stderr}`);
   const line = logs(r.stdout.toString()).find((l) => l.msg === 'firewall policy applied');
@@ -161,23 +162,32 @@ function cps() {
 
 const nft = (ns, text, json = false) => spawnSync('ip', ['netns', 'exec', ns, 'nft', ...(json ? ['-j'] : []), '-f', '-'], { input: text, timeout: 30_000 });
 
-/** One name's update as the engine does it: add the new address and delete the old one in one `nft -j -f` transaction. */
+/**
+ * One name's update as the engine does it: in one `nft -j -f` transaction, the old address out and
+ * the new one in, in the name's named set and in the policy's names map (same verdict).
+ */
 function nftElementUpdates(n = 20) {
   const j = JSON.parse(run(inNs(NS.r, ['nft', '-j', 'list', 'table', 'inet', TABLE])));
-  const set = j.nftables.map((x) => x.set).find((s) => s && JSON.stringify(s.elem ?? []).includes('198.51.100.101'));
+  const holds = (s, ip) => s && JSON.stringify(s.elem ?? []).includes(`"${ip}"`);
+  const sets = j.nftables.map((x) => x.set).filter((s) => holds(s, '198.51.100.101'));
+  const set = sets.find((s) => !s.map);
+  const map = sets.find((s) => s.map);
   if (!set) return { error: 'no set holding name1.bench.test\'s address' };
-  const el = (verb, ip) => ({ [verb]: { element: { family: 'inet', table: TABLE, name: set.name, elem: [ip] } } });
+  const verdict = map?.elem.find((e) => Array.isArray(e) && e[0] === '198.51.100.101')?.[1];
+  const el = (verb, s, elem) => ({ [verb]: { element: { family: 'inet', table: TABLE, name: s.name, elem: [elem] } } });
   const times = [];
   let cur = '198.51.100.101';
   for (let i = 0; i < n; i++) {
     const next = cur === '198.51.100.101' ? '198.51.100.201' : '198.51.100.101';
+    const tx = [el('delete', set, cur), el('add', set, next)];
+    if (map && verdict) tx.push(el('delete', map, cur), el('add', map, [next, verdict]));
     const t0 = performance.now();
-    const r = nft(NS.r, JSON.stringify({ nftables: [el('add', next), el('delete', cur)] }), true);
+    const r = nft(NS.r, JSON.stringify({ nftables: tx }), true);
     times.push(performance.now() - t0);
     if (r.status !== 0) return { error: r.stderr.toString().trim() };
     cur = next;
   }
-  return { set: set.name, medianMs: median(times), maxMs: Math.max(...times) };
+  return { set: set.name, map: map?.name, medianMs: median(times), maxMs: Math.max(...times) };
 }
 
 /** The daemon's own update: from the DNS query that returns a changed answer to its 'name updated' line. */
@@ -224,7 +234,10 @@ async function main() {
     none: () => removeAll(),
     doc: () => { removeAll(); applyOnce(docFile); },
     'ours-1000': () => { removeAll(); applyOnce(bigFile); },
-    'linear-1000': () => { removeAll(); const r = nft(NS.r, linearText); if (r.status !== 0) throw new Error(r.stderr.toString()); },
+    // The engine's own linear rendering (EGRESS_FIREWALL_LINEAR=1): same table, one rule per policy rule, new flows only.
+    'linear-1000': () => { removeAll(); applyOnce(bigFile, { EGRESS_FIREWALL_LINEAR: '1' }); },
+    // The bench's naive chain: one rule per policy rule on every packet (no conntrack shortcut).
+    'naive-1000': () => { removeAll(); const r = nft(NS.r, linearText); if (r.status !== 0) throw new Error(r.stderr.toString()); },
   };
   // BENCH_CASES=none,linear-1000: a subset while tuning (none is the baseline).
   const names = Object.keys(cases).filter((k) => !process.env.BENCH_CASES || k === 'none' || process.env.BENCH_CASES.split(',').includes(k));
