@@ -173,6 +173,12 @@ describe('egress firewall', () => {
       return Date.now();
     }
 
+    /** Handles of the table's chains, sets and rules (`nft -a`), with the objects they name. */
+    const objectHandles = async () => {
+      const r = await lab.exec('node', ['nft', '-a', 'list', 'table', 'inet', TABLE]);
+      return r.stdout.split('\n').filter((l) => /# handle \d+$/.test(l)).map((l) => l.replace(/counter packets \d+ bytes \d+/, 'counter').trim());
+    };
+
     beforeAll(async () => {
       dir = new ConfigMapDir({ 'policy.yaml': policyYaml(P1) });
       fw = await lab.spawnReady('node', [process.execPath, BIN, '--log-format', 'json', 'firewall'], 'firewall ready', {
@@ -196,6 +202,7 @@ describe('egress firewall', () => {
     it('a DNS record change moves the allowed address within its TTL; a connection to the old address keeps flowing', async () => {
       const old = hold(lab, 'client', B, 7000, 8);
       await until('connected to the old address', () => old.banner(), 3000);
+      const handles = await objectHandles();
       dns.setZone({ ...ZONE, 'www.foo.com': { A: [C], ttl: 2 } });
       const t0 = Date.now();
       expectServed(await until('www.foo.com moved to C', async () => { const r = await tcp(C); return r.ok && r; }, 6000), C, 80);
@@ -203,6 +210,8 @@ describe('egress firewall', () => {
       expect(Date.now() - t0).toBeLessThan(4500);
       expectRefused(await tcp(B));
       expect(logs().find((l) => l.msg === 'name updated' && l.name === 'www.foo.com')).toMatchObject({ added: [C], removed: [B] });
+      // Updated in place: every chain, set and rule is the same object as before (a reload would renumber them).
+      expect(await objectHandles()).toEqual(handles);
       const moved = Date.now();
       await new Promise((r) => setTimeout(r, 1000));
       expect(old.echoesAfter(moved), old.error()).toBeGreaterThan(3);
