@@ -105,7 +105,12 @@ describe('egress firewall', () => {
     afterAll(() => dir?.remove());
 
     it('IPv6: an Allow /128 before Deny ::/0 lets one address through and refuses the others (TCP and UDP)', async () => {
-      dir = new ConfigMapDir({ 'v6.yaml': policyYaml([allow(`${A6}/128`), deny('::/0')]), 'doc.yaml': policyYaml(DOC) });
+      dir = new ConfigMapDir({
+        'v6.yaml': policyYaml([allow(`${A6}/128`), deny('::/0')]),
+        'doc.yaml': policyYaml(DOC),
+        'two.yaml': `${policyYaml(DOC)}---\n${policyYaml([allow('0.0.0.0/0')], 'second')}`,
+        'bad.yaml': policyYaml([allow('1.2.3.0/24'), allow('www.foo.com'), deny('1.2.3.4/24')]),
+      });
       const r = await once(`${dir.dir}/v6.yaml`);
       expect(r.code, r.stdout + r.stderr).toBe(0);
       expectServed(await probe(lab, 'client', 'tcp', A6, 80), A6, 80, ADDR6.client);
@@ -113,6 +118,23 @@ describe('egress firewall', () => {
       expectRefused(await probe(lab, 'client', 'udp', B6, 5000));
       // IPv4 is not in this policy.
       expectServed(await tcp(A), A, 80);
+    });
+
+    it('an invalid policy is refused with the validator\'s line and nothing changes', async () => {
+      const before = (await listTable(lab, 'inet', TABLE)).replace(/counter packets \d+ bytes \d+/g, 'counter');
+      const r = await once(`${dir.dir}/bad.yaml`);
+      expect(r.code).not.toBe(0);
+      expect(r.stdout + r.stderr).toContain('spec.egress[2].to.cidrSelector: Invalid value: "1.2.3.4/24": CIDR network specification "1.2.3.4/24" is not in canonical form (should be 1.2.3.0/24 or 1.2.3.4/32?)');
+      expect((await listTable(lab, 'inet', TABLE)).replace(/counter packets \d+ bytes \d+/g, 'counter')).toBe(before);
+    });
+
+    it('two non-empty policies in one namespace: its external traffic is dropped, with openshift-sdn\'s line', async () => {
+      const r = await once(`${dir.dir}/two.yaml`);
+      expect(r.stdout + r.stderr).toContain('multiple EgressNetworkPolicies in same network namespace (project1) is not allowed; dropping all traffic');
+      // Dropped (as openshift-sdn does): no answer within the probe's bound.
+      const p = await probe(lab, 'client', 'tcp', DOC_NET, 80, 1500);
+      expect(p.ok, JSON.stringify(p)).toBe(false);
+      expectServed(await tcp(A, 80, 'pod'), A, 80, ADDR.pod);
     });
 
     it("the documentation's policy: 1.2.3.0/24 and www.foo.com allowed, every other external address refused (TCP)", async () => {
@@ -153,6 +175,17 @@ describe('egress firewall', () => {
       expectServed(await tcp(ADDR.node), ADDR.node, 80);
       expectServed(await tcp(A, 80, 'node'), A, 80, ADDR.nodeLan);
       expectServed(await tcp(A, 80, 'pod'), A, 80, ADDR.pod);
+    });
+
+    it('explain answers from the policy, with the rule and the name\'s resolution', async () => {
+      const explain = (dest: string) => lab.exec('node', [process.execPath, BIN, 'explain', 'firewall', CLIENT, dest],
+        { env: { ...process.env, EGRESS_FIREWALL_POLICY: `${dir.dir}/doc.yaml`, EGRESS_FIREWALL_SOURCES: `${CLIENT}/32,${ADDR6.client}/128`,
+          EGRESS_FIREWALL_INTERFACE: 'eth0', EGRESS_FIREWALL_CLUSTER_CIDRS: '10.128.0.0/14,172.30.0.0/16' } });
+      const name = await explain('www.foo.com:443');
+      expect(name.code, name.stderr).toBe(0);
+      expect(name.stdout.trim()).toMatch(new RegExp(`^rule 2 Allow dnsName www\\.foo\\.com \\(resolved ${B.replace(/\./g, '\\.')}, TTL \\d+ s\\) → allowed$`));
+      expect((await explain(`${A}:80`)).stdout.trim()).toMatch(/^rule 3 Deny cidrSelector 0\.0\.0\.0\/0 → (denied|refused|rejected)/);
+      expect((await explain(`[${B6}]:80`)).stdout.trim()).toBe('no rule matched → allowed (default)');
     });
 
     it('counts hits per rule', async () => {
