@@ -8,6 +8,7 @@ import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { run } from './run.js';
+import { txJson, type Transaction } from '../plan/nft-tx.js';
 
 export class NftError extends Error {}
 
@@ -37,3 +38,10 @@ export async function nftHas(family: string, table: string, chain?: string): Pro
 export async function deleteTable(family: string, table: string): Promise<void> {
   if (await nftHas(family, table)) await applyNft({ nftables: [{ delete: { table: { family, name: table } } }] });
 }
+
+/** Where transactions go: the kernel here, a FakeNft (plan/nft-fake.ts) in root-free tests. */
+export interface NftBackend {
+  run(tx: Transaction): Promise<void>;
+}
+
+export const kernelNft: NftBackend = { run: (tx) => applyNft(txJson(tx)) };
