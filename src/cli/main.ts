@@ -5,6 +5,7 @@ import { contextFrom } from './context.js';
 import { registerRouter } from './router.js';
 import { registerHttpProxy } from './http-proxy.js';
 import { registerDnsProxy } from './dns-proxy.js';
+import { registerFirewall } from './firewall.js';
 
 export async function main(argv: readonly string[], env: NodeJS.ProcessEnv): Promise<void> {
   const program = new Command('egress-router')
@@ -15,6 +16,7 @@ export async function main(argv: readonly string[], env: NodeJS.ProcessEnv): Pro
   registerRouter(program, ctx);
   registerHttpProxy(program, ctx);
   registerDnsProxy(program, ctx);
+  registerFirewall(program, ctx);
   try {
     await program.parseAsync(argv as string[]);
   } catch (e) {

@@ -15,6 +15,7 @@ import { describeOp, networkPlan } from '../plan/network.js';
 import { redirectTable } from '../plan/redirect.js';
 import { ruleCount, toReplaceBatch, toText } from '../plan/nft.js';
 import { envHelp, type CliContext } from './context.js';
+import { firewallSummary } from './firewall.js';
 
 export const ROUTER_VARS: Record<string, string> = {
   EGRESS_ROUTER_MODE: 'init | legacy (default) | http-proxy | dns-proxy | unit-test',
@@ -97,7 +98,7 @@ export function registerRouter(program: Command, ctx: () => CliContext): void {
 
   program
     .command('check')
-    .argument('[part]', 'router | http-proxy | dns-proxy (default: router)', 'router')
+    .argument('[part]', 'router | http-proxy | dns-proxy | firewall (default: router)', 'router')
     .description('validate the variables a part reads; print a summary, or the first error and exit 1')
     .addHelpText('after', envHelp({
       ...ROUTER_VARS,
@@ -120,7 +121,8 @@ export function checkSummary(env: Env, part: string): string[] {
     const f = parseDnsProxyDestinations(files.EGRESS_DNS_PROXY_DESTINATION);
     return ['dns-proxy: configuration OK', `${f.length} TCP listener(s):`, ...describeDnsProxy(f).map((l) => '  ' + l)];
   }
-  if (part !== 'router') throw new Error(`Unknown part '${part}', must be router, http-proxy or dns-proxy`);
+  if (part === 'firewall') return firewallSummary(env);
+  if (part !== 'router') throw new Error(`Unknown part '${part}', must be router, http-proxy, dns-proxy or firewall`);
   const mode = parseMode(env.EGRESS_ROUTER_MODE);
   const cfg = routerConfig(env, mode);
   const out = [`router: configuration OK (mode ${mode}, placement ${cfg.options.placement})`,

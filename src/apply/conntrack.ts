@@ -1,0 +1,44 @@
+/**
+ * Conntrack entries, through the conntrack tool: the firewall judges new
+ * flows only, so the flows a policy change now denies are cut by deleting
+ * their entries (their next packet is then a new flow, and is rejected).
+ */
+import { run } from './run.js';
+
+export interface Flow {
+  readonly proto: string;
+  readonly src: string;
+  readonly dst: string;
+  readonly dport?: number;
+}
+
+/** The original-direction tuple of each entry in `conntrack -L` output. */
+export function parseConntrack(text: string): Flow[] {
+  const out: Flow[] = [];
+  for (const line of text.split('\n')) {
+    const proto = /^(\S+)/.exec(line)?.[1];
+    const src = / src=(\S+)/.exec(line)?.[1];
+    const dst = / dst=(\S+)/.exec(line)?.[1];
+    const dport = / dport=(\d+)/.exec(line)?.[1];
+    if (proto && src && dst) out.push(dport ? { proto, src, dst, dport: Number(dport) } : { proto, src, dst });
+  }
+  return out;
+}
+
+export const conntrackFlows = { list: () => listFlows(), delete: (src: string, dst: string) => deleteFlows(src, dst) };
+
+export async function listFlows(): Promise<Flow[]> {
+  const flows: Flow[] = [];
+  for (const f of ['ipv4', 'ipv6']) {
+    const r = await run('conntrack', ['-L', '-f', f]);
+    if (r.code === 0) flows.push(...parseConntrack(r.stdout));
+  }
+  return flows;
+}
+
+/** Deletes every entry from src to dst (exit 1 when there was none: not an error). */
+export async function deleteFlows(src: string, dst: string): Promise<void> {
+  const family = src.includes(':') ? 'ipv6' : 'ipv4';
+  const r = await run('conntrack', ['-D', '-f', family, '-s', src, '-d', dst]);
+  if (r.code > 1) throw new Error(`conntrack -D -s ${src} -d ${dst}: ${r.stderr.trim().split('\n')[0]}`);
+}
