@@ -6,6 +6,7 @@ import { registerRouter } from './router.js';
 import { registerHttpProxy } from './http-proxy.js';
 import { registerDnsProxy } from './dns-proxy.js';
 import { registerFirewall } from './firewall.js';
+import { registerExplain } from './explain.js';
 
 export async function main(argv: readonly string[], env: NodeJS.ProcessEnv): Promise<void> {
   const program = new Command('egress-router')
@@ -17,6 +18,7 @@ export async function main(argv: readonly string[], env: NodeJS.ProcessEnv): Pro
   registerHttpProxy(program, ctx);
   registerDnsProxy(program, ctx);
   registerFirewall(program, ctx);
+  registerExplain(program, ctx);
   try {
     await program.parseAsync(argv as string[]);
   } catch (e) {
