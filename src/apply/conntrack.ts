@@ -1,7 +1,9 @@
 /**
  * Conntrack entries, through the conntrack tool: the firewall judges new
- * flows only, so the flows a policy change now denies are cut by deleting
- * their entries (their next packet is then a new flow, and is rejected).
+ * flows only, so the flows a policy change now denies are marked (one bit of
+ * the ct mark), which makes the firewall judge their packets again. Not
+ * deleted: after a deletion the server's next packet would start a new entry
+ * in its own direction, and the pod's packets would pass as its replies.
  */
 import { run } from './run.js';
 
@@ -25,7 +27,7 @@ export function parseConntrack(text: string): Flow[] {
   return out;
 }
 
-export const conntrackFlows = { list: () => listFlows(), delete: (src: string, dst: string) => deleteFlows(src, dst) };
+export const conntrackFlows = { list: () => listFlows(), mark: markFlows };
 
 export async function listFlows(): Promise<Flow[]> {
   const flows: Flow[] = [];
@@ -36,9 +38,10 @@ export async function listFlows(): Promise<Flow[]> {
   return flows;
 }
 
-/** Deletes every entry from src to dst (exit 1 when there was none: not an error). */
-export async function deleteFlows(src: string, dst: string): Promise<void> {
+/** Sets `bit` in the mark of every entry from src to dst, leaving the other bits (exit 1 when there was none: not an error). */
+export async function markFlows(src: string, dst: string, bit: number): Promise<void> {
   const family = src.includes(':') ? 'ipv6' : 'ipv4';
-  const r = await run('conntrack', ['-D', '-f', family, '-s', src, '-d', dst]);
-  if (r.code > 1) throw new Error(`conntrack -D -s ${src} -d ${dst}: ${r.stderr.trim().split('\n')[0]}`);
+  const m = `0x${bit.toString(16)}`;
+  const r = await run('conntrack', ['-U', '-f', family, '-s', src, '-d', dst, '-m', `${m}/${m}`]);
+  if (r.code > 1) throw new Error(`conntrack -U -s ${src} -d ${dst}: ${r.stderr.trim().split('\n')[0]}`);
 }

@@ -3,8 +3,8 @@
  *
  * Design: per packet the cost is flat, whatever the number of rules.
  *   forward (hook forward, priority filter):
- *     established/related → accept (only new flows are judged; cutting the
- *       established flows a policy change denies is the engine's job);
+ *     established/related → accept, unless a policy change marked the flow
+ *       as cut (CUT_MARK): only new and cut flows are judged;
  *     not leaving through the interface, to a cluster CIDR, or DNS to a node
  *       nameserver → accept;
  *     `ip saddr vmap @sources4` → goto the source's policy chain `p<i>`
@@ -31,7 +31,7 @@ import { ipToBigInt, type Cidr, type Family } from '../config/ip.js';
 import type { Conflict, FirewallConfig, FwPolicy } from '../config/firewall.js';
 import { targetText, type FwRule } from '../config/firewall-policy.js';
 import {
-  accept, counter, ctState, drop, l4proto, l4protoIn, oifnameNot, rejectAdminProhibited, rejectTcpReset, thDport,
+  accept, counter, ctMarkBitsClear, ctState, drop, l4proto, l4protoIn, oifnameNot, rejectAdminProhibited, rejectTcpReset, thDport,
   addrIs, inSet, verdictPiece, vmap, type Chain, type Element, type FullTable, type NftSet, type RegularChain, type Rule,
 } from './nft.js';
 import { cidrRange, firstMatchSpans, lookupSpan, spanKey, type Span } from './first-match.js';
@@ -52,6 +52,14 @@ export function firewallPlanInput(cfg: FirewallConfig, nameservers: readonly str
   return { table: cfg.table, interface: cfg.interface, clusterCidrs: cfg.clusterCidrs, policies: cfg.policies,
     conflicts: cfg.conflicts, nameservers, names };
 }
+
+/**
+ * The conntrack mark bit of flows a policy change cut (engines/firewall/cut.ts):
+ * their packets are judged again, so the ones the new policy denies are
+ * rejected, in whichever direction the next packet goes. One bit, so marks
+ * others set on the same flows keep their other bits.
+ */
+export const CUT_MARK = 0x80000000;
 
 export const FAMILIES: readonly Family[] = [4, 6];
 const P = (f: Family) => (f === 4 ? 'ip' : 'ip6');
@@ -124,7 +132,7 @@ const addrType = (f: Family): 'ipv4_addr' | 'ipv6_addr' => (f === 4 ? 'ipv4_addr
 /** Sets, maps and the forward chain shared by both renderings. */
 function frame(input: FirewallPlanInput): { sets: NftSet[]; forward: Chain; drops: RegularChain[] } {
   const sets: NftSet[] = [];
-  const rules: Rule[] = [{ pieces: [ctState(['established', 'related']), accept] }];
+  const rules: Rule[] = [{ pieces: [ctState(['established', 'related']), ctMarkBitsClear(CUT_MARK), accept] }];
   if (input.interface) rules.push({ pieces: [oifnameNot(input.interface), accept], comment: 'not leaving through the external interface' });
   for (const f of FAMILIES) {
     const cluster = input.clusterCidrs.filter((c) => c.family === f);

@@ -185,4 +185,10 @@ export const rejectAdminProhibited: Piece = {
   text: 'reject with icmpx admin-prohibited',
 };
 
+/** `ct mark & bits == 0`: none of these conntrack mark bits is set (other bits belong to others). */
+export const ctMarkBitsClear = (bits: number): Piece => ({
+  json: { match: { op: '==', left: { '&': [{ ct: { key: 'mark' } }, bits] }, right: 0 } },
+  text: `ct mark & ${hex(bits)} == ${hex(0)}`,
+});
+
 export * from './nft-tx.js';

@@ -49,7 +49,7 @@ const FRAME = `table inet egress_router_firewall {
 `;
 const FORWARD = `	chain forward {
 		type filter hook forward priority filter; policy accept;
-		ct state established,related accept
+		ct state established,related ct mark & 0x80000000 == 0x00000000 accept
 		oifname != "eth0" accept comment "not leaving through the external interface"
 		ip daddr @cluster4 accept comment "cluster destinations are never filtered"
 		ip daddr @dns4 meta l4proto { tcp, udp } th dport 53 accept comment "DNS to the node nameservers"
