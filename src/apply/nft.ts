@@ -44,4 +44,26 @@ export interface NftBackend {
   run(tx: Transaction): Promise<void>;
 }
 
-export const kernelNft: NftBackend = { run: (tx) => applyNft(txJson(tx)) };
+/**
+ * Element-only transactions (name updates) go over netlink (nft-elements.ts:
+ * nft's cache fetch made them cost in proportion to the table); everything
+ * else, and any element batch the socket cannot send, through `nft -j -f`.
+ */
+let elementSocket: Promise<import('./nft-elements.js').NftElementSocket> | undefined;
+
+export const kernelNft: NftBackend = {
+  async run(tx) {
+    const { elementOnly, NftElementSocket, NftRefused } = await import('./nft-elements.js');
+    if (!elementOnly(tx)) return applyNft(txJson(tx));
+    elementSocket ??= Promise.resolve(new NftElementSocket());
+    const sock = await elementSocket;
+    try {
+      await sock.run(tx);
+    } catch (e) {
+      // The kernel's own refusal (errno) is final, as nft's would be; a socket problem is not.
+      if (e instanceof NftRefused) throw e;
+      sock.close();
+      await applyNft(txJson(tx));
+    }
+  },
+};

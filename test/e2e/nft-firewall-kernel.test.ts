@@ -15,6 +15,7 @@ import { FakeNft } from '../../src/plan/nft-fake.js';
 import { replaceTableTx, txJson, type Transaction } from '../../src/plan/nft.js';
 import { firewallPlanInput, firewallTable, linearFirewallTable, type FirewallPlanInput } from '../../src/plan/nft-firewall.js';
 import { nameUpdateTx } from '../../src/plan/nft-firewall-names.js';
+import { ROOT, ensureBuilt } from '../unit/dist.js';
 
 const isRoot = process.getuid?.() === 0;
 const NS = `erfw-${process.pid}-${Math.random().toString(36).slice(2, 8)}`;
@@ -29,7 +30,8 @@ const input = (rules: R[], names: Map<string, string[]>): FirewallPlanInput => f
 
 describe.skipIf(!isRoot)('firewall transactions in the kernel (throwaway netns)', () => {
   let dir = '';
-  beforeAll(() => {
+  beforeAll(async () => {
+    await ensureBuilt();
     dir = mkdtempSync(join(tmpdir(), 'erfw-'));
     expect(sh(['ip', 'netns', 'add', NS]).status).toBe(0);
   });
@@ -79,5 +81,26 @@ describe.skipIf(!isRoot)('firewall transactions in the kernel (throwaway netns)'
     expect(kernelElements('p0_names4')).toEqual(['10.64.5.9', '9.9.9.9']);
     apply(replaceTableTx(linearFirewallTable(inp)));
     expect(kernelElements('p0_r6_4')).toEqual(['10.64.5.9', '9.9.9.9']);
+  });
+
+  it('element updates over netlink (the daemon\'s path): applied in the kernel, all or nothing', () => {
+    apply(replaceTableTx(firewallTable(input(DOC, new Map([['www.foo.com', ['203.0.113.26']]])))));
+    // kernelNft talks netlink in its own process's namespace: run it inside the throwaway one.
+    const script = `
+      const { kernelNft } = await import(${JSON.stringify(join(ROOT, 'dist/apply/nft.js'))});
+      const { Transaction } = await import(${JSON.stringify(join(ROOT, 'dist/plan/nft-tx.js'))});
+      const tx = (ops) => { const t = new Transaction('inet', 'egress_router_firewall'); for (const [v, set, key, chain] of ops) t[v]({ kind: 'element', set, map: !!chain, elements: [{ key, verdict: chain && { goto: chain } }] }); return t; };
+      await kernelNft.run(tx([['delete', 'p0_r2_4', '203.0.113.26'], ['add', 'p0_r2_4', '203.0.113.27'], ['add', 'p0_r2_6', '2001:db8::27'],
+        ['delete', 'p0_names4', '203.0.113.26'], ['add', 'p0_names4', '203.0.113.27', 'p0_r2'], ['add', 'p0_names6', '2001:db8::27', 'p0_r2']]));
+      await kernelNft.run(tx([['add', 'p0_r2_4', '9.9.9.9'], ['delete', 'p0_r2_4', '8.8.8.8']])).then(() => console.log('accepted'), (e) => console.log(e.message));`;
+    const r = sh(['ip', 'netns', 'exec', NS, process.execPath, '--input-type=module', '-e', script]);
+    expect(r.stderr).toBe('');
+    expect(r.stdout).toBe('nf_tables refused the element update: ENOENT\n');
+    expect(kernelElements('p0_r2_4')).toEqual(['203.0.113.27']);
+    expect(kernelElements('p0_r2_6')).toEqual(['2001:db8::27']);
+    expect(kernelElements('p0_names4')).toEqual(['203.0.113.27']);
+    expect(kernelElements('p0_names6')).toEqual(['2001:db8::27']);
+    const map = sh(['ip', 'netns', 'exec', NS, 'nft', 'list', 'map', 'inet', 'egress_router_firewall', 'p0_names4']).stdout;
+    expect(map).toContain('203.0.113.27 : goto p0_r2');
   });
 });
