@@ -14,7 +14,7 @@ import { createLab, ADDR, ADDR6, type Lab } from '../lab/lab.js';
 import { startDnsServer, type DnsServer, type Zone } from '../lab/dns.js';
 import {
   addExternal, allow, ConfigMapDir, deny, dnsLookup, hold, listTable, logLines, policyYaml, probe, routeThroughNode,
-  sees, SERVERS, until, type ProbeResult,
+  PROBE, sees, SERVERS, until, type ProbeResult,
 } from '../lab/firewall.js';
 import { BIN, ensureBuilt } from '../unit/dist.js';
 
@@ -84,6 +84,7 @@ describe('egress firewall', () => {
       echo: [`${DOC_NET}:7000`, `${B}:7000`, `${C}:7000`],
     });
     await lab.spawnReady('node', [process.execPath, SERVERS, '--tcp', `${ADDR.node}:80`], 'ready');
+    await lab.spawnReady('inet', [process.execPath, PROBE, 'tickserve', DOC_NET, '7100'], 'ready');
     dns = await startDnsServer(lab, { address: ADDR.dns, zone: ZONE });
     lab.writeResolvConf('node', ADDR.dns);
     const f = await lab.exec('node', ['nft', '-f', '-'], { input: FOREIGN });
@@ -262,7 +263,9 @@ describe('egress firewall', () => {
     it('a policy change applies to new connections, keeps an established one it allows and cuts one it denies', async () => {
       const kept = hold(lab, 'client', C, 7000, 10);
       const cut = hold(lab, 'client', DOC_NET, 7000, 10);
-      await until('both connected', () => kept.banner() && cut.banner(), 3000);
+      // A flow where only the server talks must be cut too (its packets toward the pod are not what is judged).
+      const told = hold(lab, 'client', DOC_NET, 7100, 10, 'watch');
+      await until('all connected', () => kept.banner() && cut.banner() && told.banner(), 3000);
       const at = await change(policyYaml([deny('1.2.3.0/24'), ...P1]));
       expectRefused(await tcp(DOC_NET));
       expectServed(await tcp(C), C, 80);
@@ -271,6 +274,7 @@ describe('egress firewall', () => {
       expect(kept.error()).toBeUndefined();
       // Cut: reset, or at least nothing flows any more.
       expect(cut.error() !== undefined || cut.echoesAfter(at + 500) === 0, `echoes ${cut.echoesAfter(at + 500)}`).toBe(true);
+      expect(told.error() !== undefined || told.echoesAfter(at + 500) === 0, `ticks ${told.echoesAfter(at + 500)}`).toBe(true);
     });
 
     it('an invalid change is logged with its error line and the running rules stay', async () => {

@@ -2,6 +2,8 @@
 // Each prints what the client saw, so a test can tell a refusal from a timeout.
 //   tcp HOST PORT [MS]   connect, read the server's line   -> {"ok":true,"line":...} | {"ok":false,"err":"ECONNREFUSED"}
 //   udp HOST PORT [MS]   connected UDP socket (so ICMP errors surface), one datagram, read the answer
+//   watch HOST PORT SECS  like hold, but only listens: a "tick" server talks, the client never sends
+//   tickserve HOST PORT   (server side) each connection: "<ip>:<port> ticks\n", then "tick\n" every 100 ms for 30 s
 //   dns SERVER NAME [MS]  A lookup at SERVER (UDP; c-ares retries over TCP when the answer is truncated)
 //   hold HOST PORT SECS  connect to an echo server, then a round trip every 100 ms for SECS seconds;
 //                        prints "banner <line>", "echo <ms since start>" per round trip, "err <code>", "end"
@@ -38,6 +40,34 @@ if (mode === 'tcp') {
   r.setServers([host]);
   // portArg is the name here.
   r.resolve4(portArg).then((a) => done({ ok: true, line: a.join(',') }), (e) => done({ ok: false, err: e.code ?? e.message }));
+} else if (mode === 'tickserve') {
+  net.createServer((c) => {
+    c.on('error', () => {});
+    c.write(`${host}:${port} ticks\n`);
+    const t = setInterval(() => c.write('tick\n'), 100);
+    const stop = () => clearInterval(t);
+    setTimeout(() => { stop(); c.destroy(); }, 30_000);
+    c.on('close', stop);
+  }).listen(port, host, () => process.stdout.write('ready\n'));
+} else if (mode === 'watch') {
+  const secs = Number(limitArg ?? 5);
+  const out = (l) => process.stdout.write(`${l}\n`);
+  const s = net.connect({ host, port });
+  let buf = '';
+  let bannered = false;
+  const finish = () => { out('end'); process.exit(0); };
+  setTimeout(() => { s.destroy(); finish(); }, secs * 1000);
+  s.on('data', (d) => {
+    buf += d;
+    let i;
+    while ((i = buf.indexOf('\n')) >= 0) {
+      const l = buf.slice(0, i);
+      buf = buf.slice(i + 1);
+      if (!bannered) { bannered = true; out(`banner ${l}`); } else out(`echo ${Date.now() - t0}`);
+    }
+  });
+  s.on('error', (e) => { out(`err ${e.code ?? e.message}`); finish(); });
+  s.on('close', () => { out('err CLOSED'); finish(); });
 } else if (mode === 'hold') {
   const secs = Number(limitArg ?? 5);
   const out = (l) => process.stdout.write(`${l}\n`);

@@ -67,11 +67,14 @@ export const sees = (server: string, port: number, client: string) =>
   new RegExp(`^${esc(server)}:${port} sees ${esc(client)}:\\d+$`);
 const esc = (s: string) => s.replace(/[.[\]]/g, '\\$&');
 
-/** A long-lived echo connection making a round trip every 100 ms; events are stamped on arrival. */
+/**
+ * A long-lived connection, events stamped on arrival: 'hold' makes a round trip to an echo server every
+ * 100 ms; 'watch' only listens to a tick server (the server talks, the client never sends).
+ */
 export interface Hold { banner(): string | undefined; echoesAfter(t: number): number; error(): string | undefined; done: Promise<void> }
 
-export function hold(lab: Lab, n: NsKey, host: string, port: number, secs: number): Hold {
-  const p = lab.spawn(n, [process.execPath, PROBE, 'hold', host, String(port), String(secs)]);
+export function hold(lab: Lab, n: NsKey, host: string, port: number, secs: number, mode: 'hold' | 'watch' = 'hold'): Hold {
+  const p = lab.spawn(n, [process.execPath, PROBE, mode, host, String(port), String(secs)]);
   const events: { at: number; line: string }[] = [];
   let buf = '';
   p.stdout!.on('data', (d) => {
