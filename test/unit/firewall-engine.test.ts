@@ -80,6 +80,18 @@ describe('FirewallEngine', () => {
     await s.engine.reload(true);
     expect(s.nft.log).toHaveLength(2);
   });
+  it('a policy the kernel refuses keeps the running table and the engine\'s model of it', async () => {
+    const s = setup();
+    await s.engine.start();
+    s.setPolicy(doc([{ type: 'Deny', to: { dnsName: 'other.example' } }]));
+    s.nft.failNext = 'nft rejected the ruleset: Error: Could not process rule';
+    await s.engine.reload();
+    expect(s.lines.at(-1)).toMatchObject({ msg: 'firewall policy rejected, keeping running rules', err: 'nft rejected the ruleset: Error: Could not process rule' });
+    expect(s.engine.config.policies[0]!.rules).toHaveLength(3);
+    s.names.get('www.foo.com')!.set(['203.0.113.29']);
+    await s.engine.idle();
+    expect(s.nft.elements('egress_router_firewall', 'p0_r2_4')).toEqual(['203.0.113.29']);
+  });
   it('EGRESS_ROUTER_DEBUG adds the rendered ruleset', async () => {
     const nft = new FakeNft();
     const lines: Record<string, unknown>[] = [];

@@ -79,9 +79,18 @@ export class FirewallEngine {
       }
       if (!force && next.digest === this.cfg.digest) return;
       const before = this.input();
+      const prev = this.cfg;
       this.cfg = next;
       this.names = await this.book.sync(policyNames(next), this.o.firstLookupWaitMs ?? 2000);
-      await this.applyAll();
+      try {
+        await this.applyAll();
+      } catch (e) {
+        // The kernel refused it: the running table is the old one, and so is our model of it.
+        this.o.log.error({ err: (e as Error).message }, 'firewall policy rejected, keeping running rules');
+        this.cfg = prev;
+        this.names = await this.book.sync(policyNames(prev), 0);
+        return;
+      }
       if (this.o.flows) await cutDenied(this.o.flows, before, this.input(), this.o.log);
     });
   }
