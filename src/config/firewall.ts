@@ -123,8 +123,7 @@ function splitConflicts(all: readonly FwPolicy[]): { policies: FwPolicy[]; confl
   const conflicts: Conflict[] = [];
   for (const [namespace, ps] of byNs) {
     if (ps.length < 2) continue;
-    const seen = new Set<string>();
-    const sources = ps.flatMap((p) => p.sources).filter((c) => !seen.has(cidrText(c)) && !!seen.add(cidrText(c)));
+    const sources = [...new Map(ps.flatMap((p) => p.sources).map((c) => [cidrText(c), c])).values()];
     conflicts.push({ namespace, sources, message: `multiple EgressNetworkPolicies in same network namespace (${namespace}) is not allowed; dropping all traffic` });
   }
   const bad = new Set(conflicts.map((c) => c.namespace));

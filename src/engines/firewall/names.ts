@@ -5,6 +5,7 @@
  * name whose first lookup fails is retried with back-off, at most 30 s apart.
  * A and, when a policy using the name has IPv6 sources, AAAA records.
  */
+import { canonicalIp, ipFamily } from '../../config/ip.js';
 import { Watcher } from '../../dns/watcher.js';
 import type { ResolvConf } from '../../dns/resolv-conf.js';
 import type { Logger } from '../../observe/log.js';
@@ -48,7 +49,7 @@ export class NameBook {
     for (const [name, { ipv6 }] of wanted) {
       if (this.watched.has(name)) continue;
       const src = this.factory(name, ipv6);
-      src.on('change', (addresses) => this.onChange(name, addresses));
+      src.on('change', (addresses) => this.onChange(name, canonical(addresses)));
       src.on('failure', (err, failures) => this.log.warn({ name, err: err.message, failures }, 'name lookup failed'));
       this.watched.set(name, { src, ipv6 });
       starts.push(src.start());
@@ -58,11 +59,21 @@ export class NameBook {
       await Promise.race([Promise.all(starts), new Promise<void>((r) => { timer = setTimeout(r, waitMs); })]);
       clearTimeout(timer);
     }
-    return new Map([...this.watched].map(([n, w]) => [n, [...w.src.addresses]]));
+    return new Map([...this.watched].map(([n, w]) => [n, canonical(w.src.addresses)]));
   }
 
   stop(): void {
     for (const w of this.watched.values()) w.src.stop();
     this.watched.clear();
   }
+}
+
+/** One spelling per address (the table's keys and the verdicts compare them as text), sorted, no repeats. */
+function canonical(addresses: readonly string[]): string[] {
+  const out = new Set<string>();
+  for (const a of addresses) {
+    const f = ipFamily(a);
+    if (f !== 0) out.add(canonicalIp(a, f));
+  }
+  return [...out].sort();
 }
