@@ -12,11 +12,13 @@ import { policyDigest, readPolicyFiles } from '../../config/firewall.js';
 export interface FollowOptions {
   readonly debounceMs?: number;
   readonly pollMs?: number;
+  /** The digest of what was applied (config.digest), so a change made before following began is seen too. */
+  readonly digest?: string;
 }
 
 export function followPolicy(path: string, onChange: () => void, o: FollowOptions = {}): () => void {
   const debounceMs = o.debounceMs ?? 1000;
-  let last = digestOf(path);
+  let last = o.digest ?? digestOf(path);
   let timer: NodeJS.Timeout | undefined;
   const check = () => {
     const d = digestOf(path);
