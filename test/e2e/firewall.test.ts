@@ -20,6 +20,7 @@ import { BIN, ensureBuilt } from '../unit/dist.js';
 
 const [A, B, C] = ADDR.inet as unknown as [string, string, string];
 const [A6, B6] = ADDR6.inet as unknown as [string, string];
+const C6 = '2001:db8:113::12';
 const DOC_NET = '1.2.3.4'; // in the documentation's 1.2.3.0/24
 const SERVICE = '172.30.0.10'; // a cluster CIDR destination beyond eth0
 const LATER = ADDR.fallback; // later.foo.com, once it exists
@@ -28,6 +29,7 @@ const TABLE = 'egress_router_firewall';
 const ZONE: Zone = {
   'www.foo.com': { A: [B], ttl: 2 },
   'big.foo.com': { A: [C], ttl: 2, truncate: true },
+  'v6.foo.com': { AAAA: [B6], ttl: 2 },
 };
 const DOC = [allow('1.2.3.0/24'), allow('www.foo.com'), deny('0.0.0.0/0')];
 const FLAGS = ['--sources', `${CLIENT}/32,${ADDR6.client}/128`, '--interface', 'eth0', '--cluster-cidrs', '10.128.0.0/14,172.30.0.0/16'];
@@ -78,9 +80,11 @@ describe('egress firewall', () => {
     await routeThroughNode(lab, true);
     await addExternal(lab, DOC_NET, '1.2.3.0/24');
     await addExternal(lab, SERVICE, '172.30.0.0/16');
+    const c6 = await lab.exec('inet', ['ip', 'addr', 'add', `${C6}/64`, 'dev', 'eth0', 'nodad']);
+    expect(c6.code, c6.stderr).toBe(0);
     await lab.startServers({
-      tcp: [A, B, C, LATER, DOC_NET, SERVICE].map((h) => `${h}:80`).concat([`[${A6}]:80`, `[${B6}]:80`]),
-      udp: [`${A}:5000`, `${B}:5000`, `${DOC_NET}:5000`, `[${B6}]:5000`],
+      tcp: [A, B, C, LATER, DOC_NET, SERVICE].map((h) => `${h}:80`).concat([A6, B6, C6].map((h) => `[${h}]:80`)),
+      udp: [`${A}:5000`, `${B}:5000`, `${DOC_NET}:5000`, `[${B6}]:5000`, `[${C6}]:5000`],
       echo: [`${DOC_NET}:7000`, `${B}:7000`, `${C}:7000`],
     });
     await lab.spawnReady('node', [process.execPath, SERVERS, '--tcp', `${ADDR.node}:80`], 'ready');
@@ -103,19 +107,22 @@ describe('egress firewall', () => {
 
   describe('--once', () => {
     const dir = new ConfigMapDir({
-      'v6.yaml': policyYaml([allow(`${A6}/128`), deny('::/0')]),
+      'v6.yaml': policyYaml([allow(`${A6}/128`), allow('v6.foo.com'), deny('::/0')]),
+      'annotated.yaml': `${policyYaml([deny(`${A}/32`)])}---\n${policyYaml([deny(`${C}/32`)], 'default', 'project2', `${ADDR.pod}/32`)}`,
       'doc.yaml': policyYaml(DOC),
       'two.yaml': `${policyYaml(DOC)}---\n${policyYaml([allow('0.0.0.0/0')], 'second')}`,
       'bad.yaml': policyYaml([allow('1.2.3.0/24'), allow('www.foo.com'), deny('1.2.3.4/24')]),
     });
     afterAll(() => dir.remove());
 
-    it('IPv6: an Allow /128 before Deny ::/0 lets one address through and refuses the others (TCP and UDP)', async () => {
+    it('IPv6: an Allow /128 and a name\'s AAAA before Deny ::/0 let two addresses through and refuse the others (TCP and UDP)', async () => {
       const r = await once(`${dir.dir}/v6.yaml`);
       expect(r.code, r.stdout + r.stderr).toBe(0);
       expectServed(await probe(lab, 'client', 'tcp', A6, 80), A6, 80, ADDR6.client);
-      expectRefused(await probe(lab, 'client', 'tcp', B6, 80));
-      expectRefused(await probe(lab, 'client', 'udp', B6, 5000));
+      expectServed(await probe(lab, 'client', 'tcp', B6, 80), B6, 80, ADDR6.client);
+      expectServed(await probe(lab, 'client', 'udp', B6, 5000), B6, 5000, ADDR6.client);
+      expectRefused(await probe(lab, 'client', 'tcp', C6, 80));
+      expectRefused(await probe(lab, 'client', 'udp', C6, 5000));
       // IPv4 is not in this policy.
       expectServed(await tcp(A), A, 80);
     });
@@ -137,6 +144,15 @@ describe('egress firewall', () => {
       expectServed(await tcp(A, 80, 'pod'), A, 80, ADDR.pod);
     });
 
+    it('each policy applies to its own sources (annotation egress-router.io/sources, else EGRESS_FIREWALL_SOURCES)', async () => {
+      const r = await once(`${dir.dir}/annotated.yaml`);
+      expect(r.code, r.stdout + r.stderr).toBe(0);
+      expectRefused(await tcp(A));
+      expectServed(await tcp(C), C, 80);
+      expectRefused(await tcp(C, 80, 'pod'));
+      expectServed(await tcp(A, 80, 'pod'), A, 80, ADDR.pod);
+    });
+
     it("the documentation's policy: 1.2.3.0/24 and www.foo.com allowed, every other external address refused (TCP)", async () => {
       const r = await once(`${dir.dir}/doc.yaml`);
       expect(r.code, r.stdout + r.stderr).toBe(0);
@@ -144,8 +160,8 @@ describe('egress firewall', () => {
       expectServed(await tcp(DOC_NET), DOC_NET, 80);
       expectServed(await tcp(B), B, 80);
       for (const h of [A, C, LATER]) expectRefused(await tcp(h));
-      // The second start replaced the IPv6 policy.
-      expectServed(await probe(lab, 'client', 'tcp', B6, 80), B6, 80, ADDR6.client);
+      // This start replaced the IPv6 policy.
+      expectServed(await probe(lab, 'client', 'tcp', C6, 80), C6, 80, ADDR6.client);
     });
 
 
@@ -285,6 +301,15 @@ describe('egress firewall', () => {
       expect((await listTable(lab, 'inet', TABLE)).replace(/counter packets \d+ bytes \d+/g, 'counter')).toBe(before);
       expectRefused(await tcp(DOC_NET));
       expectServed(await tcp(C), C, 80);
+    });
+
+    it('a failed refresh keeps the last good addresses', async () => {
+      const failures = () => logs().filter((l) => l.msg === 'name lookup failed' && l.name === 'www.foo.com').length;
+      const n = failures();
+      dns.setZone({ ...ZONE, 'www.foo.com': { rcode: 'SERVFAIL' }, 'later.foo.com': { A: [LATER], ttl: 2 } });
+      await until('a failed refresh of www.foo.com', () => failures() > n, 8000);
+      expectServed(await tcp(C), C, 80);
+      dns.setZone({ ...ZONE, 'www.foo.com': { A: [C], ttl: 2 }, 'later.foo.com': { A: [LATER], ttl: 2 } });
     });
 
     it('the reversed order denies every external address, TCP and UDP', async () => {

@@ -95,8 +95,11 @@ export const allow = (to: string): Rule => ({ type: 'Allow', to: to.includes('/'
 export const deny = (to: string): Rule => ({ type: 'Deny', to: to.includes('/') ? { cidrSelector: to } : { dnsName: to } });
 
 /** An EgressNetworkPolicy as the OpenShift documentation writes it, in YAML. */
-export function policyYaml(rules: Rule[], name = 'default', namespace = 'project1'): string {
-  const lines = ['kind: EgressNetworkPolicy', 'apiVersion: network.openshift.io/v1', 'metadata:', `  name: ${name}`, `  namespace: ${namespace}`, 'spec:', '  egress:'];
+export function policyYaml(rules: Rule[], name = 'default', namespace = 'project1', sources?: string): string {
+  const lines = ['kind: EgressNetworkPolicy', 'apiVersion: network.openshift.io/v1', 'metadata:', `  name: ${name}`, `  namespace: ${namespace}`];
+  // The per-policy sources (the default comes from EGRESS_FIREWALL_SOURCES).
+  if (sources) lines.push('  annotations:', `    egress-router.io/sources: ${JSON.stringify(sources)}`);
+  lines.push('spec:', '  egress:');
   for (const r of rules) {
     const [k, v] = Object.entries(r.to)[0]!;
     lines.push(`  - type: ${r.type}`, '    to:', `      ${k}: ${JSON.stringify(v)}`);
