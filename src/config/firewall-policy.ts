@@ -43,13 +43,8 @@ const DNS1123_SUBDOMAIN = /^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[
 
 /** Every EgressNetworkPolicy in one file's text, in order. */
 export function parsePolicyText(file: string, text: string, limits: PolicyLimits): RawPolicy[] {
-  const docs = parseAllDocuments(text, { prettyErrors: false });
-  const list = Array.isArray(docs) ? docs : [docs];
   const out: RawPolicy[] = [];
-  for (const doc of list) {
-    const err = doc.errors[0];
-    if (err) die(`${file}: cannot parse: ${err.message.split('\n')[0]}`);
-    const value: unknown = doc.toJS();
+  for (const value of documents(file, text)) {
     if (value === null || value === undefined) continue;
     const o = object(value, file, 'the document');
     if (o.kind === 'List') {
@@ -58,6 +53,23 @@ export function parsePolicyText(file: string, text: string, limits: PolicyLimits
     } else out.push(policyOf(file, o, limits));
   }
   return out;
+}
+
+/**
+ * JSON through JSON.parse (a 1000-rule policy parses ~50x faster than through
+ * the YAML parser); everything else, and text JSON.parse refuses (YAML flow
+ * style also starts with `{`), through the YAML parser.
+ */
+function documents(file: string, text: string): unknown[] {
+  if (/^\s*[[{]/.test(text)) {
+    try { return [JSON.parse(text)]; } catch { /* not JSON: YAML decides */ }
+  }
+  const docs = parseAllDocuments(text, { prettyErrors: false });
+  return (Array.isArray(docs) ? docs : [docs]).map((doc) => {
+    const err = doc.errors[0];
+    if (err) die(`${file}: cannot parse: ${err.message.split('\n')[0]}`);
+    return doc.toJS() as unknown;
+  });
 }
 
 function object(v: unknown, file: string, what: string): Record<string, unknown> {

@@ -12,7 +12,7 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { firewallConfig } from '../../src/config/firewall.js';
 import { FakeNft } from '../../src/plan/nft-fake.js';
-import { replaceTableTx, txJson, type Transaction } from '../../src/plan/nft.js';
+import { fullTableText, replaceTableTx, txJson, type Transaction } from '../../src/plan/nft.js';
 import { firewallPlanInput, firewallTable, linearFirewallTable, type FirewallPlanInput } from '../../src/plan/nft-firewall.js';
 import { nameUpdateTx } from '../../src/plan/nft-firewall-names.js';
 import { ROOT, ensureBuilt } from '../unit/dist.js';
@@ -81,6 +81,13 @@ describe.skipIf(!isRoot)('firewall transactions in the kernel (throwaway netns)'
     expect(kernelElements('p0_names4')).toEqual(['10.64.5.9', '9.9.9.9']);
     apply(replaceTableTx(linearFirewallTable(inp)));
     expect(kernelElements('p0_r6_4')).toEqual(['10.64.5.9', '9.9.9.9']);
+    // What `firewall render` prints is nft input too.
+    for (const t of [firewallTable(inp), linearFirewallTable(inp)]) {
+      const file = join(dir, `text${n++}.nft`);
+      writeFileSync(file, 'delete table inet egress_router_firewall\n' + fullTableText(t));
+      const r = sh(['ip', 'netns', 'exec', NS, 'nft', '-f', file]);
+      expect(r.status, r.stderr).toBe(0);
+    }
   });
 
   it('element updates over netlink (the daemon\'s path): applied in the kernel, all or nothing', () => {

@@ -53,6 +53,8 @@ describe('EgressNetworkPolicy forms', () => {
     expect(parse(list).map((p) => p.name)).toEqual(['default', 'b']);
     expect(parse(`---\n${DOC_YAML}---\n---\n${DOC_YAML.replace('name: default', 'name: second')}`).map((p) => p.name)).toEqual(['default', 'second']);
     expect(parse(policy([]))[0]!.namespace).toBe('p1');
+    // YAML flow style starts like JSON but is not: the YAML parser reads it.
+    expect(parse('{kind: EgressNetworkPolicy, apiVersion: v1, metadata: {name: flow}}')[0]!.name).toBe('flow');
   });
   it('a policy without a namespace is in "default"', () => {
     expect(parse(JSON.stringify({ kind: 'EgressNetworkPolicy', apiVersion: 'v1', metadata: { name: 'x' } }))[0]!.namespace).toBe('default');
@@ -99,6 +101,7 @@ describe('validation messages (OpenShift validator texts)', () => {
     ['kind: EgressNetworkPolicy\napiVersion: v1\nmetadata: {name: a}\nspec: {egress: [{type: Allow, to: {cidrSelector: 5}}]}\n', 'policy.yaml: EgressNetworkPolicy "a": spec.egress[0].to.cidrSelector must be a string, not 5'],
     ['kind: [\n', 'policy.yaml: cannot parse: Flow sequence in block collection must be sufficiently indented and end with a ]'],
     ['- a\n- b\n', 'policy.yaml: the document is not an object'],
+    ['{"kind": "EgressNetworkPolicy",\n', 'policy.yaml: cannot parse: Flow map must end with a }'],
   ])('%#: one line naming the file: %s', (text, message) => {
     expect(errorOf(() => parse(text))).toBe(message);
   });

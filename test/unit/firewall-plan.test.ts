@@ -56,15 +56,18 @@ const FORWARD = `	chain forward {
 		ip saddr vmap @sources4
 	}
 
+	chain refuse {
+		meta l4proto tcp reject with tcp reset
+		reject with icmpx admin-prohibited
+	}
+
 	chain p0 {
 		ip daddr vmap @p0_names4
 		ip daddr vmap @p0_cidr4
 	}
 `;
 const DENY = (n: number, what: string) => `	chain p0_r${n} {
-		counter comment "rule ${n} Deny ${what}"
-		meta l4proto tcp reject with tcp reset
-		reject with icmpx admin-prohibited
+		counter goto refuse comment "rule ${n} Deny ${what}"
 	}
 `;
 const ALLOW = (n: number, what: string) => `	chain p0_r${n} {
