@@ -9,7 +9,7 @@
 import { constants } from 'node:os';
 import { RawNetlinkSocket } from 'netlink';
 import { ipToBigInt } from '../config/ip.js';
-import type { Element, Transaction, Verdict } from '../plan/nft-tx.js';
+import { elementOnly, type Element, type Transaction, type Verdict } from '../plan/nft-tx.js';
 
 const NETLINK_NETFILTER = 12;
 const NFNL_SUBSYS_NFTABLES = 10;
@@ -72,10 +72,6 @@ function message(type: number, flags: number, seq: number, family: number, resId
   return Buffer.concat([h, payload]);
 }
 
-/** True when every verb of the transaction is an element change this path can send. */
-export function elementOnly(tx: Transaction): boolean {
-  return tx.size > 0 && tx.ops.every((o) => o.obj.kind === 'element' && o.verb !== 'flush' && o.obj.elements.every((e) => !/[-/]/.test(e.key)));
-}
 
 /** The kernel refused the batch (nothing of it was applied). */
 export class NftRefused extends Error {

@@ -8,7 +8,7 @@ import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { run } from './run.js';
-import { txJson, type Transaction } from '../plan/nft-tx.js';
+import { elementOnly, txJson, type Transaction } from '../plan/nft-tx.js';
 
 export class NftError extends Error {}
 
@@ -48,19 +48,24 @@ export interface NftBackend {
  * Element-only transactions (name updates) go over netlink (nft-elements.ts:
  * nft's cache fetch made them cost in proportion to the table); everything
  * else, and any element batch the socket cannot send, through `nft -j -f`.
+ * The netlink module (a native addon) loads after the first table, off the
+ * apply's path.
  */
 let elementSocket: Promise<import('./nft-elements.js').NftElementSocket> | undefined;
+const loadElementSocket = () => (elementSocket ??= import('./nft-elements.js').then((m) => new m.NftElementSocket()));
 
 export const kernelNft: NftBackend = {
   async run(tx) {
-    const { elementOnly, NftElementSocket, NftRefused } = await import('./nft-elements.js');
-    if (!elementOnly(tx)) return applyNft(txJson(tx));
-    elementSocket ??= Promise.resolve(new NftElementSocket());
-    const sock = await elementSocket;
+    if (!elementOnly(tx)) {
+      await applyNft(txJson(tx));
+      void loadElementSocket().catch(() => {});
+      return;
+    }
+    const [sock, { NftRefused }] = await Promise.all([loadElementSocket(), import('./nft-elements.js')]);
     try {
       await sock.run(tx);
     } catch (e) {
-      // The kernel's own refusal (errno) is final, as nft's would be; a socket problem is not.
+      // The kernel's own refusal is final, as nft's would be; a socket problem is not.
       if (e instanceof NftRefused) throw e;
       sock.close();
       await applyNft(txJson(tx));

@@ -68,6 +68,11 @@ export class Transaction {
   get size(): number { return this.ops.length; }
 }
 
+/** True when every verb is an element add/delete of single addresses (what apply/nft-elements.ts sends over netlink). */
+export function elementOnly(tx: Transaction): boolean {
+  return tx.size > 0 && tx.ops.every((o) => o.obj.kind === 'element' && o.verb !== 'flush' && o.obj.elements.every((e) => !/[-/]/.test(e.key)));
+}
+
 export const isBaseChain = (c: AnyChain): c is Chain => 'hook' in c;
 
 /**
