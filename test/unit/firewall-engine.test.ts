@@ -118,3 +118,17 @@ describe('flowsToCut', () => {
     expect(flowsToCut(flows, before, after)).toEqual([{ src: '10.128.0.20', dst: '1.2.3.4' }]);
   });
 });
+
+describe('NameBook', () => {
+  it('one source per name; a name whose IPv6 need changes is watched again; addresses in canonical form', async () => {
+    const { NameBook } = await import('../../src/engines/firewall/names.js');
+    const made: string[] = [];
+    const log = createLogger({ level: 'silent' });
+    const book = new NameBook((name, ipv6) => { made.push(`${name}/${ipv6}`); return new FakeName(['2001:DB8:0::1', '10.0.0.1', '10.0.0.1']); }, log, () => {});
+    const a = await book.sync(new Map([['a.example', { ipv6: false }], ['b.example', { ipv6: false }]]), 100);
+    expect(a.get('a.example')).toEqual(['10.0.0.1', '2001:db8::1']);
+    await book.sync(new Map([['a.example', { ipv6: true }]]), 100);
+    expect(made).toEqual(['a.example/false', 'b.example/false', 'a.example/true']);
+    book.stop();
+  });
+});
