@@ -204,6 +204,7 @@ describe('egress firewall', () => {
       expect(name.stdout.trim()).toMatch(new RegExp(`^rule 2 Allow dnsName www\\.foo\\.com \\(resolved ${B.replace(/\./g, '\\.')}, TTL \\d+ s\\) → allowed$`));
       expect((await explain(`${A}:80`)).stdout.trim()).toMatch(/^rule 3 Deny cidrSelector 0\.0\.0\.0\/0 → (denied|refused|rejected)/);
       expect((await explain(`[${B6}]:80`)).stdout.trim()).toBe('no rule matched → allowed (default)');
+      expect((await explain(`${SERVICE}:80`)).stdout.trim()).toBe('destination in cluster CIDR 172.30.0.0/16: not filtered → allowed');
     });
 
     it('counts hits per rule', async () => {
@@ -291,6 +292,7 @@ describe('egress firewall', () => {
       // Cut: reset, or at least nothing flows any more.
       expect(cut.error() !== undefined || cut.echoesAfter(at + 500) === 0, `echoes ${cut.echoesAfter(at + 500)}`).toBe(true);
       expect(told.error() !== undefined || told.echoesAfter(at + 500) === 0, `ticks ${told.echoesAfter(at + 500)}`).toBe(true);
+      expect(logs().find((l) => l.msg === 'established flows now denied were cut')?.pairs).toContain(`${CLIENT} -> ${DOC_NET}`);
     });
 
     it('an invalid change is logged with its error line and the running rules stay', async () => {
