@@ -4,10 +4,13 @@
  * policy's source; pod 10.128.0.10, outside it) out of eth0 toward the
  * internet namespace. Verdicts are asserted from the client's side (an answer,
  * or the kind of refusal) and in the servers' own words (who answered, which
- * source it saw). One lab, phases in order:
- *   1. `--once`, IPv6 policy          2. `--once`, the documentation's policy (replaces 1)
- *   3. the daemon on a ConfigMap folder: DNS changes, a new name, policy changes,
- *      an invalid change, the reversed policy, SIGTERM, `--remove`.
+ * source it saw). One lab (its set-up is most of the cost), phases in order,
+ * which is why this file is longer than most:
+ *   1. `--once`: an IPv6 policy, an invalid one, two in a namespace, per-policy
+ *      sources, then the documentation's policy (each start replaces the last);
+ *   2. the daemon on a ConfigMap folder: DNS changes, a new name, policy changes
+ *      with established flows, an invalid change, a failed refresh, the reversed
+ *      policy, SIGTERM, `--remove`; foreign tables compared at the end.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createLab, ADDR, ADDR6, type Lab } from '../lab/lab.js';
