@@ -13,6 +13,8 @@ want+=(openssl:openssl git:git wget:wget python3:python3 pip:python3-pip)
 want+=(keepalived:keepalived conntrackd:conntrackd flock:util-linux)
 if [[ "${1:-test}" == bench ]]; then
     want+=(haproxy:haproxy squid:squid wrk:wrk)
+    # bench/firewall.mjs: bulk forwarding throughput.
+    want+=(iperf3:iperf3)
 fi
 
 missing=()

@@ -13,11 +13,12 @@ import { describeOp, networkPlan } from '../plan/network.js';
 import { redirectTable } from '../plan/redirect.js';
 import { ruleCount } from '../plan/nft.js';
 import { envHelp, type CliContext } from './context.js';
+import { firewallSummary } from './firewall.js';
 
 export function registerCheck(program: Command, ctx: () => CliContext): void {
   program
     .command('check')
-    .argument('[part]', 'router | http-proxy | dns-proxy (default: router)', 'router')
+    .argument('[part]', 'router | http-proxy | dns-proxy | firewall (default: router)', 'router')
     .description('validate the variables a part reads; print a summary, or the first error and exit 1')
     .addHelpText('after', envHelp({
       ...ROUTER_VARS,
@@ -35,7 +36,8 @@ export function checkSummary(env: Env, part: string): string[] {
     const { forwards } = dnsProxyConfig(env);
     return ['dns-proxy: configuration OK', `${forwards.length} TCP listener(s):`, ...describeDnsProxy(forwards).map((l) => '  ' + l)];
   }
-  if (part !== 'router') throw new Error(`Unknown part '${part}', must be router, http-proxy or dns-proxy`);
+  if (part === 'firewall') return firewallSummary(env);
+  if (part !== 'router') throw new Error(`Unknown part '${part}', must be router, http-proxy, dns-proxy or firewall`);
   const cfg = routerConfig(env);
   const out = [`router: configuration OK (mode ${cfg.mode}, placement ${cfg.options.placement})`,
     `egress source ${cfg.source.address}${cfg.source.prefix ? '/' + cfg.source.prefix : ''} on ${cfg.options.macvlan}, gateway ${cfg.gateway}`];

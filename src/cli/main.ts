@@ -6,6 +6,8 @@ import { registerRouter } from './router.js';
 import { registerHttpProxy } from './http-proxy.js';
 import { registerDnsProxy } from './dns-proxy.js';
 import { registerCheck } from './check.js';
+import { registerFirewall } from './firewall.js';
+import { registerExplain } from './explain.js';
 
 export async function main(argv: readonly string[], env: NodeJS.ProcessEnv): Promise<void> {
   const program = new Command('egress-router')
@@ -17,6 +19,8 @@ export async function main(argv: readonly string[], env: NodeJS.ProcessEnv): Pro
   registerCheck(program, ctx);
   registerHttpProxy(program, ctx);
   registerDnsProxy(program, ctx);
+  registerFirewall(program, ctx);
+  registerExplain(program, ctx);
   try {
     await program.parseAsync(argv as string[]);
   } catch (e) {
