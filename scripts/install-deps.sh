@@ -14,7 +14,11 @@ want+=(prometheus:prometheus promtool:prometheus systemd-analyze:systemd make:ma
 # systemctl stand-in's client (socat, above) and flock for the notify script.
 want+=(keepalived:keepalived conntrackd:conntrackd flock:util-linux)
 if [[ "${1:-test}" == bench ]]; then
-    want+=(haproxy:haproxy squid:squid wrk:wrk cc:gcc)
+    want+=(haproxy:haproxy squid:squid wrk:wrk)
+    # bench/churn.c: the churn benchmark's load generator.
+    want+=(cc:gcc)
+    # bench/firewall.mjs: bulk forwarding throughput.
+    want+=(iperf3:iperf3)
 fi
 
 missing=()

@@ -7,6 +7,8 @@ import { registerHttpProxy } from './http-proxy.js';
 import { registerDnsProxy } from './dns-proxy.js';
 import { registerCheck } from './check.js';
 import { registerDaemon } from './daemon.js';
+import { registerFirewall } from './firewall.js';
+import { registerExplain } from './explain.js';
 
 export async function main(argv: readonly string[], env: NodeJS.ProcessEnv): Promise<void> {
   const program = new Command('egress-router')
@@ -19,6 +21,8 @@ export async function main(argv: readonly string[], env: NodeJS.ProcessEnv): Pro
   registerHttpProxy(program, ctx);
   registerDnsProxy(program, ctx);
   registerDaemon(program, ctx);
+  registerFirewall(program, ctx);
+  registerExplain(program, ctx);
   try {
     await program.parseAsync(argv as string[]);
   } catch (e) {
