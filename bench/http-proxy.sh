@@ -178,6 +178,7 @@ if part latency; then
 fi
 if part bulk; then
     D_BULK=$(bulk -); S_BULK=$(bulk 10.99.0.2:3128); O_BULK=$(bulk 10.99.0.2:8080)
+    if [[ -n $BASE ]]; then echo "baseline ($BASE): CONNECT bulk Mbit/s $(bulk 10.99.0.2:8082), ours again $(bulk 10.99.0.2:8080)" | tee -a "$T/base.txt"; fi
 fi
 
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b == 0) print "n/a"; else printf "%.2fx", a/b }'; }
