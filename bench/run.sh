@@ -5,7 +5,7 @@ set -o errexit -o nounset -o pipefail
 cd "$(dirname "$0")/.."
 mkdir -p bench/out
 status=0
-for b in http-proxy dns-proxy ops; do
+for b in http-proxy dns-proxy firewall ops; do
     for f in "bench/$b.sh" "build/bench/$b.js"; do
         [[ -f $f ]] || continue
         echo "=== $b ($f)"

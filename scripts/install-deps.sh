@@ -15,6 +15,8 @@ want+=(prometheus:prometheus promtool:prometheus systemd-analyze:systemd make:ma
 want+=(keepalived:keepalived conntrackd:conntrackd flock:util-linux)
 if [[ "${1:-test}" == bench ]]; then
     want+=(haproxy:haproxy squid:squid wrk:wrk)
+    # bench/firewall.mjs: bulk forwarding throughput.
+    want+=(iperf3:iperf3)
 fi
 
 missing=()

@@ -8,6 +8,7 @@ import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { run } from './run.js';
+import { elementOnly, txJson, type Transaction } from '../plan/nft-tx.js';
 
 export class NftError extends Error {}
 
@@ -37,3 +38,37 @@ export async function nftHas(family: string, table: string, chain?: string): Pro
 export async function deleteTable(family: string, table: string): Promise<void> {
   if (await nftHas(family, table)) await applyNft({ nftables: [{ delete: { table: { family, name: table } } }] });
 }
+
+/** Where transactions go: the kernel here, a FakeNft (plan/nft-fake.ts) in root-free tests. */
+export interface NftBackend {
+  run(tx: Transaction): Promise<void>;
+}
+
+/**
+ * Element-only transactions (name updates) go over netlink (nft-elements.ts:
+ * nft's cache fetch made them cost in proportion to the table); everything
+ * else, and any element batch the socket cannot send, through `nft -j -f`.
+ * The netlink module (a native addon) loads after the first table, off the
+ * apply's path.
+ */
+let elementSocket: Promise<import('./nft-elements.js').NftElementSocket> | undefined;
+const loadElementSocket = () => (elementSocket ??= import('./nft-elements.js').then((m) => new m.NftElementSocket()));
+
+export const kernelNft: NftBackend = {
+  async run(tx) {
+    if (!elementOnly(tx)) {
+      await applyNft(txJson(tx));
+      void loadElementSocket().catch(() => {});
+      return;
+    }
+    const [sock, { NftRefused }] = await Promise.all([loadElementSocket(), import('./nft-elements.js')]);
+    try {
+      await sock.run(tx);
+    } catch (e) {
+      // The kernel's own refusal is final, as nft's would be; a socket problem is not.
+      if (e instanceof NftRefused) throw e;
+      sock.close();
+      await applyNft(txJson(tx));
+    }
+  },
+};

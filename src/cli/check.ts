@@ -15,11 +15,12 @@ import { redirectTable } from '../plan/redirect.js';
 import { ruleCount } from '../plan/nft.js';
 import { serviceConfig, SERVICE_VARS } from '../config/service.js';
 import { envHelp, type CliContext } from './context.js';
+import { firewallSummary } from './firewall.js';
 
 export function registerCheck(program: Command, ctx: () => CliContext): void {
   program
     .command('check')
-    .argument('[part]', 'router | http-proxy | dns-proxy | daemon (default: router)', 'router')
+    .argument('[part]', 'router | http-proxy | dns-proxy | firewall | daemon (default: router)', 'router')
     .description('validate the variables a part reads; print a summary, or the first error and exit 1')
     .addHelpText('after', envHelp({
       ...ROUTER_VARS,
@@ -44,6 +45,7 @@ export function checkSummary(env: Env, part: string): string[] {
     serviceConfig(env);
     return ['dns-proxy: configuration OK', `${forwards.length} TCP listener(s):`, ...describeDnsProxy(forwards).map((l) => '  ' + l)];
   }
+  if (part === 'firewall') return firewallSummary(env);
   if (part === 'daemon') {
     // What `daemon` validates before touching anything: the router, its mode's engine, the runner's variables.
     const d = daemonConfig(env);
@@ -51,7 +53,7 @@ export function checkSummary(env: Env, part: string): string[] {
     const m = d.service.metrics;
     return [...checkSummary(env, 'router'), ...engine, `daemon: metrics ${m ? `on ${m.host}:${m.port}` : 'off'}, drain ${d.service.drainSeconds} s`];
   }
-  if (part !== 'router') throw new Error(`Unknown part '${part}', must be router, http-proxy, dns-proxy or daemon`);
+  if (part !== 'router') throw new Error(`Unknown part '${part}', must be router, http-proxy, dns-proxy, firewall or daemon`);
   const cfg = routerConfig(env);
   if (cfg.mode === 'legacy') serviceConfig(env);
   const out = [`router: configuration OK (mode ${cfg.mode}, placement ${cfg.options.placement})`,

@@ -41,7 +41,10 @@ export function queryUdp(server: string, name: string, type: RecordType, timeout
   return new Promise((resolve, reject) => {
     const id = randomInt(0, 65536);
     const sock = dgram.createSocket(net.isIPv6(host.replace(/%.*$/, '')) ? 'udp6' : 'udp4');
+    let settled = false;
     const done = (err: Error | null, v?: { answer: Answer; truncated: boolean }) => {
+      if (settled) return; // a failed connect may also raise 'error'
+      settled = true;
       clearTimeout(timer);
       sock.close();
       if (err) reject(err); else resolve(v!);
@@ -57,7 +60,8 @@ export function queryUdp(server: string, name: string, type: RecordType, timeout
       const truncated = ((p.flags ?? 0) & TC) !== 0;
       try { done(null, { answer: truncated ? { addresses: [], ttl: undefined } : toAnswer(p, type), truncated }); } catch (e) { done(e as Error); }
     });
-    sock.connect(port, host, () => sock.send(encodeQuery(id, name, type)));
+    // connect fails at once without a route (ENETUNREACH): report it, do not send unconnected.
+    sock.connect(port, host, (err?: Error) => (err ? done(err) : sock.send(encodeQuery(id, name, type))));
   });
 }
 

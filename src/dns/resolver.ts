@@ -10,6 +10,8 @@ import type { ResolvConf } from './resolv-conf.js';
 export interface ResolveOptions {
   /** Also ask for AAAA when a name has no A records. */
   readonly ipv6?: boolean;
+  /** A and AAAA together, always (the egress firewall judges every address a name has). */
+  readonly both?: boolean;
   /** Nameserver port; 53 except in tests on loopback. */
   readonly port?: number;
 }
@@ -45,6 +47,12 @@ async function resolveType(conf: ResolvConf, name: string, type: RecordType, por
 /** A records, as the image's haproxy preferred; AAAA only when configured and there is no A. */
 export async function resolveName(conf: ResolvConf, name: string, opts: ResolveOptions = {}): Promise<Resolution> {
   const port = opts.port ?? 53;
+  if (opts.both) {
+    const rs = await Promise.allSettled([resolveType(conf, name, 'A', port), resolveType(conf, name, 'AAAA', port)]);
+    const ok = rs.flatMap((r) => (r.status === 'fulfilled' ? [r.value] : []));
+    if (ok.length === 0) throw (rs[0] as PromiseRejectedResult).reason;
+    return unionAnswers(ok.filter((r) => r.addresses.length > 0));
+  }
   const a = await resolveType(conf, name, 'A', port);
   if (a.addresses.length > 0 || !opts.ipv6) return a;
   return resolveType(conf, name, 'AAAA', port);

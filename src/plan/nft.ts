@@ -164,3 +164,31 @@ export function toDeleteBatch(family: NftFamily, name: string): { nftables: unkn
   const table = { family, name };
   return { nftables: [{ add: { table } }, { delete: { table } }] };
 }
+
+// ---- firewall pieces (issue 10) ----------------------------------------------
+
+export const oifnameNot = (name: string): Piece => metaMatch('oifname', '!=', name, `oifname != ${q(name)}`);
+
+/** `meta l4proto { tcp, udp }` */
+export const l4protoIn = (ps: readonly ('tcp' | 'udp')[]): Piece =>
+  metaMatch('l4proto', '==', { set: [...ps] }, `meta l4proto { ${ps.join(', ')} }`);
+
+/** Transport destination port, whatever the transport (`th dport 53`). */
+export const thDport = (port: number): Piece => ({
+  json: { match: { op: '==', left: { payload: { protocol: 'th', field: 'dport' } }, right: port } },
+  text: `th dport ${port}`,
+});
+
+/** ICMP administratively prohibited in the packet's own family (icmp or icmpv6): inet tables. */
+export const rejectAdminProhibited: Piece = {
+  json: { reject: { type: 'icmpx', expr: 'admin-prohibited' } },
+  text: 'reject with icmpx admin-prohibited',
+};
+
+/** `ct mark & bits == 0`: none of these conntrack mark bits is set (other bits belong to others). */
+export const ctMarkBitsClear = (bits: number): Piece => ({
+  json: { match: { op: '==', left: { '&': [{ ct: { key: 'mark' } }, bits] }, right: 0 } },
+  text: `ct mark & ${hex(bits)} == ${hex(0)}`,
+});
+
+export * from './nft-tx.js';

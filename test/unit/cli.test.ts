@@ -166,7 +166,7 @@ describe('check', () => {
     expect(run(['check', 'dns-proxy'], env)).toEqual({ code: 1, stdout: '', stderr: msg + '\n' });
   });
   it('an unknown part is one line and exit 1', () => {
-    expect(run(['check', 'firewall'], V4)).toEqual({ code: 1, stdout: '', stderr: "Unknown part 'firewall', must be router, http-proxy, dns-proxy or daemon\n" });
+    expect(run(['check', 'bogus'], V4)).toEqual({ code: 1, stdout: '', stderr: "Unknown part 'bogus', must be router, http-proxy, dns-proxy, firewall or daemon\n" });
   });
 });
 

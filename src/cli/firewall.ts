@@ -1,0 +1,111 @@
+/**
+ * `egress-router firewall [render]`: the egress firewall (issue 10). Wiring
+ * only: flags are merged into the environment, config/firewall.ts parses,
+ * plan/nft-firewall.ts plans, engines/firewall applies and follows.
+ */
+import type { Command } from 'commander';
+import type { Env } from '../config/env.js';
+import { die } from '../config/errors.js';
+import { cidrText, FIREWALL_VARS, firewallConfig, firewallTable } from '../config/firewall.js';
+import { targetText } from '../config/firewall-policy.js';
+import { readResolvConf } from '../dns/resolv-conf.js';
+import { deleteTableTx, fullTableText, replaceTableTx, txJson } from '../plan/nft.js';
+import { countElements, firewallPlanInput, firewallTable as planTable, linearFirewallTable } from '../plan/nft-firewall.js';
+import { envHelp, type CliContext } from './context.js';
+
+interface Flags {
+  policy?: string; sources?: string; interface?: string; clusterCidrs?: string; maxRules?: string; table?: string;
+  once?: boolean; remove?: boolean; dnsView?: boolean; linear?: boolean; json?: boolean;
+}
+
+const FLAG_VARS: ReadonlyArray<[keyof Flags, string]> = [
+  ['policy', 'EGRESS_FIREWALL_POLICY'], ['sources', 'EGRESS_FIREWALL_SOURCES'], ['interface', 'EGRESS_FIREWALL_INTERFACE'],
+  ['clusterCidrs', 'EGRESS_FIREWALL_CLUSTER_CIDRS'], ['maxRules', 'EGRESS_FIREWALL_MAX_RULES'], ['table', 'EGRESS_FIREWALL_TABLE'],
+  ['dnsView', 'EGRESS_FIREWALL_DNS_VIEW'], ['linear', 'EGRESS_FIREWALL_LINEAR'],
+];
+
+/** Each flag overrides its variable; boolean flags set it to '1'. */
+export function firewallEnv(env: Env, flags: Flags): Env {
+  const out: Record<string, string | undefined> = { ...env };
+  for (const [flag, name] of FLAG_VARS) {
+    const v = flags[flag];
+    if (v !== undefined) out[name] = v === true ? '1' : String(v);
+  }
+  return out;
+}
+
+/** `render`: names are not resolved (their sets print empty); nothing is touched. */
+export function renderFirewall(env: Env, json: boolean, nameservers = readResolvConf().nameservers): string {
+  const cfg = firewallConfig(env);
+  const table = (cfg.linear ? linearFirewallTable : planTable)(firewallPlanInput(cfg, nameservers));
+  return json ? JSON.stringify(txJson(replaceTableTx(table)), null, 2) + '\n' : fullTableText(table);
+}
+
+/** `check firewall`: the same validation as starting, and what would be applied. */
+export function firewallSummary(env: Env, nameservers = readResolvConf().nameservers): string[] {
+  const cfg = firewallConfig(env);
+  const table = planTable(firewallPlanInput(cfg, nameservers));
+  const out = [`firewall: configuration OK (${cfg.read} policies read from ${cfg.path}, ${cfg.policies.length} enforced)`];
+  for (const p of cfg.policies) {
+    out.push(`policy ${p.namespace}/${p.name} for ${p.sources.map(cidrText).join(', ')} (first match wins):`);
+    for (const r of p.rules) out.push(`  ${r.n}. ${r.type} ${targetText(r.to)}`);
+    out.push(`  ${p.rules.length + 1}. allow everything else`);
+  }
+  for (const c of cfg.conflicts) out.push(c.message);
+  out.push(`nftables: table inet ${cfg.table}, ${table.chains.length} chains, ${table.sets.length} sets, ${countElements(table)} elements`);
+  out.push(`filtered: traffic leaving ${cfg.interface ? `through ${cfg.interface}` : 'through any interface'}; never filtered: ${[...cfg.clusterCidrs.map(cidrText), `DNS to ${nameservers.join(', ')}`].join(', ')}`);
+  return out;
+}
+
+export function registerFirewall(program: Command, ctx: () => CliContext): void {
+  program
+    .command('firewall')
+    .description('enforce EgressNetworkPolicy objects with nftables on the node; `firewall render` prints the ruleset instead')
+    .argument('[action]', "'render': print the ruleset (nft syntax, --json for the batch) and touch nothing")
+    .option('--policy <path>', 'policy file or folder (EGRESS_FIREWALL_POLICY)')
+    .option('--sources <cidrs>', 'default sources (EGRESS_FIREWALL_SOURCES)')
+    .option('--interface <name>', 'external interface (EGRESS_FIREWALL_INTERFACE)')
+    .option('--cluster-cidrs <cidrs>', 'destinations never filtered (EGRESS_FIREWALL_CLUSTER_CIDRS)')
+    .option('--max-rules <n>', 'rules allowed per policy (EGRESS_FIREWALL_MAX_RULES)')
+    .option('--table <name>', 'nft table, family inet (EGRESS_FIREWALL_TABLE)')
+    .option('--once', 'apply and exit')
+    .option('--remove', "delete the firewall's table and exit")
+    .option('--dns-view', 'enable the DNS view (EGRESS_FIREWALL_DNS_VIEW=1)')
+    .option('--linear', 'naive linear chain instead of verdict maps (EGRESS_FIREWALL_LINEAR=1)')
+    .option('--json', 'render: the libnftables JSON batch')
+    .addHelpText('after', envHelp(FIREWALL_VARS))
+    .action(async (action: string | undefined, flags: Flags) => {
+      const c = ctx();
+      const env = firewallEnv(c.env, flags);
+      if (action === 'render') return void process.stdout.write(renderFirewall(env, !!flags.json));
+      if (action !== undefined) die(`Unknown firewall action '${action}', must be render`);
+      const log = c.logger(env.EGRESS_ROUTER_DEBUG ? 'debug' : 'info');
+      const { kernelNft } = await import('../apply/nft.js');
+      if (flags.remove) {
+        const table = firewallTable(env);
+        await kernelNft.run(deleteTableTx('inet', table));
+        return void log.info({ table: `inet ${table}` }, 'firewall table removed');
+      }
+      const cfg = firewallConfig(env);
+      const [{ FirewallEngine }, { dnsNameSource }, { followPolicy }, { conntrackFlows }] = await Promise.all([
+        import('../engines/firewall/index.js'), import('../engines/firewall/names.js'),
+        import('../engines/firewall/follow.js'), import('../apply/conntrack.js'),
+      ]);
+      const resolv = readResolvConf();
+      const engine = new FirewallEngine({
+        config: cfg, reload: () => firewallConfig(env), nameservers: resolv.nameservers, log, debug: !!env.EGRESS_ROUTER_DEBUG,
+        nft: kernelNft, names: dnsNameSource(resolv), flows: conntrackFlows,
+      });
+      await engine.start();
+      if (flags.once) { engine.stop(); return; }
+      const unfollow = followPolicy(cfg.path, () => void engine.reload(), { digest: engine.config.digest });
+      process.on('SIGHUP', () => void engine.reload(true));
+      await new Promise<void>((resolve) => {
+        const keep = setInterval(() => {}, 1 << 30);
+        // The rules stay: enforcement must not lapse while the daemon restarts.
+        const stop = (signal: string) => { log.info({ signal }, 'exiting, rules left in place'); clearInterval(keep); unfollow(); engine.stop(); resolve(); };
+        process.once('SIGTERM', () => stop('SIGTERM'));
+        process.once('SIGINT', () => stop('SIGINT'));
+      });
+    });
+}
