@@ -38,8 +38,10 @@ export async function startFirewallEngine(env: Env, cfg: FirewallConfig, log: Lo
       try {
         next = firewallConfig(env);
       } catch (e) {
-        if (e instanceof ConfigError) return { ok: false, error: e.message };
-        throw e;
+        if (!(e instanceof ConfigError)) throw e;
+        // The engine's own line, as before the runner followed the policy (operators' alerts key on it).
+        log.error({ err: e.message }, 'firewall policy rejected, keeping running rules');
+        return { ok: false, error: e.message };
       }
       await fw.reload(true);
       if (fw.config.digest !== next.digest) return { ok: false, error: 'the kernel refused the new policy; the running rules stay' };
