@@ -45,14 +45,19 @@ export function checkSummary(env: Env, part: string): string[] {
     serviceConfig(env);
     return ['dns-proxy: configuration OK', `${forwards.length} TCP listener(s):`, ...describeDnsProxy(forwards).map((l) => '  ' + l)];
   }
+  if (part === 'firewall') {
+    const out = firewallSummary(env);
+    serviceConfig(env);
+    return out;
+  }
   if (part === 'daemon') {
     // What `daemon` validates before touching anything: the router, its mode's engine, the runner's variables.
     const d = daemonConfig(env);
     const engine = d.httpProxy ? checkSummary(env, 'http-proxy') : d.dnsProxy ? checkSummary(env, 'dns-proxy') : [];
     const m = d.service.metrics;
-    return [...checkSummary(env, 'router'), ...engine, `daemon: metrics ${m ? `on ${m.host}:${m.port}` : 'off'}, drain ${d.service.drainSeconds} s`];
+    const fw = d.firewall ? firewallSummary(env) : [];
+    return [...checkSummary(env, 'router'), ...engine, ...fw, `daemon: metrics ${m ? `on ${m.host}:${m.port}` : 'off'}, drain ${d.service.drainSeconds} s`];
   }
-  if (part === 'firewall') return firewallSummary(env);
   if (part !== 'router') throw new Error(`Unknown part '${part}', must be router, http-proxy, dns-proxy, firewall or daemon`);
   const cfg = routerConfig(env);
   if (cfg.mode === 'legacy') serviceConfig(env);

@@ -1,12 +1,14 @@
 /**
  * `egress-router daemon`: one process sets up the network and runs the
  * engine of EGRESS_ROUTER_MODE under the shared runner (lifecycle/runner.ts):
- * legacy (redirect), http-proxy or dns-proxy, in pod or host placement. The
+ * legacy (redirect), http-proxy or dns-proxy, in pod or host placement, and
+ * the egress firewall beside it when EGRESS_FIREWALL_POLICY is set. The
  * image's entrypoint (`run`) and its two-container form are unchanged.
  */
 import type { Command } from 'commander';
 import { daemonConfig } from '../config/daemon.js';
 import { DNS_PROXY_VARS } from '../config/dns-proxy-options.js';
+import { FIREWALL_VARS } from '../config/firewall.js';
 import { HTTP_PROXY_VARS } from '../config/http-proxy-options.js';
 import { ROUTER_VARS } from '../config/router.js';
 import { SERVICE_VARS } from '../config/service.js';
@@ -22,7 +24,7 @@ export function registerDaemon(program: Command, ctx: () => CliContext): void {
   program
     .command('daemon')
     .description('set up the network and run the engine of EGRESS_ROUTER_MODE (legacy, http-proxy, dns-proxy) in one process, with live reload, health and metrics')
-    .addHelpText('after', envHelp({ ...ROUTER_VARS, ...SERVICE_VARS, ...HTTP_PROXY_VARS, ...DNS_PROXY_VARS }))
+    .addHelpText('after', envHelp({ ...ROUTER_VARS, ...SERVICE_VARS, ...HTTP_PROXY_VARS, ...DNS_PROXY_VARS, ...FIREWALL_VARS }))
     .action(async () => {
       const c = ctx();
       // Every part this process will run is validated before anything is touched.
@@ -44,6 +46,10 @@ export function registerDaemon(program: Command, ctx: () => CliContext): void {
           }
           if (cfg.httpProxy) engines.push(await startHttpProxyEngine(cfg.httpProxy, log));
           if (cfg.dnsProxy) engines.push(await startDnsProxyEngine(cfg.dnsProxy, log));
+          if (cfg.firewall) {
+            const { startFirewallEngine } = await import('../engines/firewall/engine.js');
+            engines.push(await startFirewallEngine(c.env, cfg.firewall, log, !!c.env.EGRESS_ROUTER_DEBUG));
+          }
           return engines;
         },
         cleanup: () => stop(),

@@ -11,6 +11,8 @@ import { targetText } from '../config/firewall-policy.js';
 import { readResolvConf } from '../dns/resolv-conf.js';
 import { deleteTableTx, fullTableText, replaceTableTx, txJson } from '../plan/nft.js';
 import { countElements, firewallPlanInput, firewallTable as planTable, linearFirewallTable } from '../plan/nft-firewall.js';
+import { serviceConfig, SERVICE_VARS } from '../config/service.js';
+import { runService } from '../lifecycle/runner.js';
 import { envHelp, type CliContext } from './context.js';
 
 interface Flags {
@@ -73,7 +75,7 @@ export function registerFirewall(program: Command, ctx: () => CliContext): void 
     .option('--dns-view', 'enable the DNS view (EGRESS_FIREWALL_DNS_VIEW=1)')
     .option('--linear', 'naive linear chain instead of verdict maps (EGRESS_FIREWALL_LINEAR=1)')
     .option('--json', 'render: the libnftables JSON batch')
-    .addHelpText('after', envHelp(FIREWALL_VARS))
+    .addHelpText('after', envHelp({ ...FIREWALL_VARS, ...SERVICE_VARS }))
     .action(async (action: string | undefined, flags: Flags) => {
       const c = ctx();
       const env = firewallEnv(c.env, flags);
@@ -87,25 +89,14 @@ export function registerFirewall(program: Command, ctx: () => CliContext): void 
         return void log.info({ table: `inet ${table}` }, 'firewall table removed');
       }
       const cfg = firewallConfig(env);
-      const [{ FirewallEngine }, { dnsNameSource }, { followPolicy }, { conntrackFlows }] = await Promise.all([
-        import('../engines/firewall/index.js'), import('../engines/firewall/names.js'),
-        import('../engines/firewall/follow.js'), import('../apply/conntrack.js'),
-      ]);
-      const resolv = readResolvConf();
-      const engine = new FirewallEngine({
-        config: cfg, reload: () => firewallConfig(env), nameservers: resolv.nameservers, log, debug: !!env.EGRESS_ROUTER_DEBUG,
-        nft: kernelNft, names: dnsNameSource(resolv), flows: conntrackFlows,
-      });
-      await engine.start();
-      if (flags.once) { engine.stop(); return; }
-      const unfollow = followPolicy(cfg.path, () => void engine.reload(), { digest: engine.config.digest });
-      process.on('SIGHUP', () => void engine.reload(true));
-      await new Promise<void>((resolve) => {
-        const keep = setInterval(() => {}, 1 << 30);
-        // The rules stay: enforcement must not lapse while the daemon restarts.
-        const stop = (signal: string) => { log.info({ signal }, 'exiting, rules left in place'); clearInterval(keep); unfollow(); engine.stop(); resolve(); };
-        process.once('SIGTERM', () => stop('SIGTERM'));
-        process.once('SIGINT', () => stop('SIGINT'));
-      });
+      // The runner's variables are checked before anything is applied, as every part's are.
+      const service = flags.once ? undefined : serviceConfig(env);
+      const { startFirewallEngine } = await import('../engines/firewall/engine.js');
+      if (!service) {
+        const fw = await startFirewallEngine(env, cfg, log, !!env.EGRESS_ROUTER_DEBUG);
+        return void await fw.close();
+      }
+      // Signals, SIGHUP reloads, following the policy, health and systemd notify: the one runner.
+      await runService({ log, env: env as NodeJS.ProcessEnv, service, start: async () => [await startFirewallEngine(env, cfg, log, !!env.EGRESS_ROUTER_DEBUG)] });
     });
 }

@@ -6,9 +6,9 @@ import { registerRouter } from './router.js';
 import { registerHttpProxy } from './http-proxy.js';
 import { registerDnsProxy } from './dns-proxy.js';
 import { registerCheck } from './check.js';
-import { registerDaemon } from './daemon.js';
 import { registerFirewall } from './firewall.js';
 import { registerExplain } from './explain.js';
+import { registerDaemon } from './daemon.js';
 
 export async function main(argv: readonly string[], env: NodeJS.ProcessEnv): Promise<void> {
   const program = new Command('egress-router')
@@ -20,9 +20,9 @@ export async function main(argv: readonly string[], env: NodeJS.ProcessEnv): Pro
   registerCheck(program, ctx);
   registerHttpProxy(program, ctx);
   registerDnsProxy(program, ctx);
-  registerDaemon(program, ctx);
   registerFirewall(program, ctx);
   registerExplain(program, ctx);
+  registerDaemon(program, ctx);
   try {
     await program.parseAsync(argv as string[]);
   } catch (e) {

@@ -6,7 +6,11 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createLab, ADDR, type Lab } from '../lab/lab.js';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { exited, health, startRouter } from '../lab/ops.js';
+import { deny, allow, policyYaml } from '../lab/firewall.js';
 import { ensureBuilt } from '../unit/dist.js';
 
 const [A, B] = ADDR.inet as unknown as [string, string];
@@ -19,7 +23,8 @@ beforeAll(async () => {
   lab = await createLab({ macvlanInPod: false, tcp: [`${A}:80`, `${B}:80`], http: [`${A}:8000`], echo: [`${B}:7000`] });
   mainBefore = (await lab.exec('node', ['ip', 'route', 'show', 'table', 'main'])).stdout;
 }, 60_000);
-afterAll(async () => lab?.destroy());
+const dir = mkdtempSync(join(tmpdir(), 'erl-opshost-'));
+afterAll(async () => { await lab?.destroy(); rmSync(dir, { recursive: true, force: true }); });
 
 const daemon = (env: Record<string, string>) => startRouter(lab, 'node', ['daemon'], { ...HOST, EGRESS_ROUTER_METRICS_ADDRESS: M, ...env });
 
@@ -48,6 +53,22 @@ describe('daemon, host placement', () => {
     const p = await daemon({ EGRESS_ROUTER_MODE: 'dns-proxy', EGRESS_DNS_PROXY_DESTINATION: `9100 ${B} 7000` });
     const r = await lab.exec('client', ['curl', '-sS', '-m', '2', `telnet://${ADDR.node}:9100`]);
     expect(r.stdout).toMatch(new RegExp(`^${B}:7000 sees ${ADDR.source}:\\d+`));
+    p.kill('SIGTERM');
+    expect(await exited(p)).toEqual({ code: 0, signal: null });
+  });
+
+  it('legacy with the firewall in the same process: the policy refuses A, B is served; both engines ready', async () => {
+    const policy = join(dir, 'policy.yaml');
+    writeFileSync(policy, policyYaml([deny(`${A}/32`), allow('0.0.0.0/0')]));
+    const p = await daemon({
+      EGRESS_ROUTER_MODE: 'legacy', EGRESS_DESTINATION: `80 tcp ${A}\n8080 tcp ${B} 80`,
+      EGRESS_FIREWALL_POLICY: policy, EGRESS_FIREWALL_SOURCES: `${ADDR.client}/32`, EGRESS_FIREWALL_INTERFACE: 'macvlan0', EGRESS_FIREWALL_CLUSTER_CIDRS: '10.128.0.0/14',
+    });
+    expect((await lab.exec('client', ['curl', '-sS', '-m', '3', `telnet://${ADDR.node}:80`])).stdout).toBe('');
+    expect((await lab.exec('client', ['curl', '-sS', '-m', '3', `telnet://${ADDR.node}:8080`])).stdout).toMatch(new RegExp(`^${B}:80 sees ${ADDR.source}:\\d+`));
+    const ready = await health(lab, 'node', M, '/readyz');
+    expect(ready.status).toBe(200);
+    expect(Object.keys(JSON.parse(ready.body).config)).toEqual(['redirect', 'firewall']);
     p.kill('SIGTERM');
     expect(await exited(p)).toEqual({ code: 0, signal: null });
   });

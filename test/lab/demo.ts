@@ -1,7 +1,8 @@
 /**
  * `make demo`: the lab (network namespaces only), then every mode run by
  * `egress-router daemon` in the egress pod, shown in the servers' own words:
- * redirect, the HTTP proxy (an allowed and a denied request), the DNS proxy;
+ * redirect, the HTTP proxy (an allowed and a denied request), the DNS proxy,
+ * the egress firewall on the node (an allowed and a refused client);
  * a destination file changed while a connection through the router stays
  * open; and /metrics after the traffic. Everything is removed at the end.
  */
@@ -11,6 +12,7 @@ import { join } from 'node:path';
 import { createLab, ADDR, type Lab } from './lab.js';
 import { startDnsServer, type DnsServer } from './dns.js';
 import { client, exited, health, sleep, startRouter, until, type Proc } from './ops.js';
+import { allow, deny, policyYaml, routeThroughNode } from './firewall.js';
 
 const [A, B, C] = ADDR.inet as unknown as [string, string, string];
 const METRICS = `${ADDR.pod}:9464`;
@@ -20,7 +22,8 @@ const indent = (s: string, p = '    ') => s.trim().split('\n').map((l) => p + l)
 async function show(lab: Lab, what: string, argv: string[]): Promise<void> {
   const r = await lab.exec('client', argv, { timeoutMs: 8000 });
   say(`  client$ ${argv.join(' ')}`);
-  say(`${indent((r.stdout || r.stderr || '(nothing: connection refused)').trim(), '    server says: ')}   <- ${what}`);
+  const who = r.stdout ? '    server says: ' : '    client sees: ';
+  say(`${indent((r.stdout || r.stderr || '(nothing: connection refused)').trim(), who)}   <- ${what}`);
 }
 
 /** The router's own log lines with these messages, in text form. */
@@ -90,7 +93,25 @@ async function main(): Promise<void> {
     await show(lab, 'the name, followed as it changes', ['curl', '-sS', '-m', '2', `telnet://${ADDR.pod}:5432`]);
     await stop(lab, p);
 
-    say(`\nEvery server saw ${ADDR.source}, the egress IP, never the client's ${ADDR.client}. (${((Date.now() - t0) / 1000).toFixed(1)} s)`);
+    say(`\nEvery server saw ${ADDR.source}, the egress IP, never the client's ${ADDR.client}.`);
+
+    say('\n== the egress firewall on the node (egress-router firewall): the client pod routed out through the node');
+    await routeThroughNode(lab);
+    const policy = join(dir, 'policy.yaml');
+    writeFileSync(policy, policyYaml([deny(`${B}/32`), allow('0.0.0.0/0')]));
+    say(`  EgressNetworkPolicy for ${ADDR.client}/32: Deny ${B}/32, then Allow 0.0.0.0/0`);
+    const FM = '127.0.0.1:9465';
+    p = await startRouter(lab, 'node', ['firewall'], {
+      EGRESS_FIREWALL_POLICY: policy, EGRESS_FIREWALL_SOURCES: `${ADDR.client}/32`, EGRESS_FIREWALL_INTERFACE: 'eth0',
+      EGRESS_FIREWALL_CLUSTER_CIDRS: '10.128.0.0/14', EGRESS_ROUTER_METRICS_ADDRESS: FM,
+    });
+    await show(lab, 'allowed (no egress router on this path: the client\'s own address)', ['curl', '-sS', '-m', '3', `telnet://${A}:80`]);
+    await show(lab, 'denied: what the client sees', ['curl', '-sS', '-m', '3', `telnet://${B}:80`]);
+    const fm = (await health(lab, 'node', FM, '/metrics')).body;
+    say(indent(fm.split('\n').filter((l) => l.startsWith('egress_router_policy_decisions_total')).join('\n')));
+    p.kill('SIGTERM');
+    say(`  SIGTERM -> exit ${(await exited(p)).code}, rules left in place (enforcement does not lapse across a restart)`);
+    say(`\n(${((Date.now() - t0) / 1000).toFixed(1)} s)`);
   } finally {
     await dns?.stop();
     await lab.destroy();

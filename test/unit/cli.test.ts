@@ -14,6 +14,7 @@ import { parseOptions } from '../../src/config/options.js';
 import { HTTP_PROXY_VARS } from '../../src/config/http-proxy-options.js';
 import { DNS_PROXY_VARS } from '../../src/config/dns-proxy-options.js';
 import { SERVICE_VARS } from '../../src/config/service.js';
+import { FIREWALL_VARS } from '../../src/config/firewall.js';
 import { redirectTable } from '../../src/plan/redirect.js';
 import { toReplaceBatch, toText } from '../../src/plan/nft.js';
 import { BIN, ensureBuilt } from './dist.js';
@@ -193,7 +194,7 @@ describe('--help lists the environment variables each command reads', () => {
   it('daemon --help lists every part it may run', () => {
     const r = run(['daemon', '--help']);
     expect(r.code).toBe(0);
-    expect(listed(r.stdout)).toEqual([...new Set([...ROUTER, ...SERVICE, ...Object.keys(HTTP_PROXY_VARS), ...Object.keys(DNS_PROXY_VARS)])]);
+    expect(listed(r.stdout)).toEqual([...new Set([...ROUTER, ...SERVICE, ...Object.keys(HTTP_PROXY_VARS), ...Object.keys(DNS_PROXY_VARS), ...Object.keys(FIREWALL_VARS)])]);
   });
   it('check --help also lists the proxy variables', () => {
     const r = run(['check', '--help']);
