@@ -1,0 +1,8 @@
+/**
+ * The firewall's DNS view (issue 11): what the firewall engine plugs in.
+ * See docs/dns-view.md.
+ */
+export { compileMatcher, normalizeName, type NameMatcher } from './match.js';
+export { DnsViewForwarder, type DnsViewOptions, type DnsViewStats, type LearnHook, type LearnedAddress } from './forwarder.js';
+export type { Server } from './upstream.js';
+export { nftLearner, type NftLearner, type NftLearnerOptions } from './learner.js';

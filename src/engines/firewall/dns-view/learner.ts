@@ -1,0 +1,100 @@
+/**
+ * A learn hook backed by nftables sets: a learn() call becomes one nft
+ * transaction (plan/nft-dns-view.ts) adding the addresses to each rule's
+ * learned set with timeout = TTL + grace, acknowledged by the kernel before
+ * the hook resolves.
+ *
+ * A shadow of what was added (set, address -> expiry) skips the kernel when
+ * the set already holds the address long enough (repeated lookups of a busy
+ * name cost nothing) and never shortens a longer timeout another answer
+ * gave. An entry whose add is still in flight is waited for, not skipped:
+ * "in the shadow" never means "maybe not in the kernel yet". Bounded; on
+ * overflow expired entries go, then all (only costs extra adds).
+ */
+import { learnElements, type LearnedElement, type SetRef } from '../../../plan/nft-dns-view.js';
+import type { LearnHook } from './forwarder.js';
+
+export interface NftLearnerOptions {
+  readonly table: SetRef;
+  /** The learned sets of a rule name, per family (a family without a set is not learned). */
+  setsOf(rule: string): { readonly 4?: string; readonly 6?: string } | undefined;
+  /** Seconds added to the answer's TTL (EGRESS_FIREWALL_DNS_GRACE, default 30). */
+  readonly graceSeconds?: number;
+  /** Runs one line of nft commands as one transaction (apply/nft-session.ts). */
+  run(line: string): Promise<void>;
+  readonly maxEntries?: number;
+}
+
+interface Entry { readonly expires: number; readonly ready: Promise<void> }
+
+export interface NftLearner {
+  readonly learn: LearnHook;
+  /** Live elements, to carry into a table replacement (a policy reload must not drop them). */
+  snapshot(): Array<LearnedElement & { readonly remainingSeconds: number }>;
+  /** Forget the shadow (the sets were recreated empty). */
+  reset(): void;
+  /** Transactions sent to the kernel, and learn() calls the shadow answered alone. */
+  readonly counts: { transactions: number; skipped: number };
+}
+
+export function nftLearner(o: NftLearnerOptions): NftLearner {
+  const grace = o.graceSeconds ?? 30;
+  const max = o.maxEntries ?? 200_000;
+  const shadow = new Map<string, Entry>();
+  const counts = { transactions: 0, skipped: 0 };
+
+  const prune = (now: number) => {
+    for (const [k, e] of shadow) if (e.expires <= now) shadow.delete(k);
+    if (shadow.size >= max) shadow.clear();
+  };
+
+  const learn: LearnHook = async (rules, addresses, ttl) => {
+    const now = Date.now();
+    const timeout = ttl + grace;
+    const expires = now + timeout * 1000;
+    // An element that outlives the new one by at least half the grace is left alone.
+    const enough = expires - (grace * 1000) / 2;
+    const add: LearnedElement[] = [];
+    const waits: Promise<void>[] = [];
+    for (const rule of rules) {
+      const sets = o.setsOf(rule);
+      if (!sets) continue;
+      for (const a of addresses) {
+        const set = sets[a.family];
+        if (!set) continue;
+        const e = shadow.get(`${set} ${a.address}`);
+        if (e && e.expires >= enough) waits.push(e.ready);
+        else add.push({ set, address: a.address });
+      }
+    }
+    if (add.length === 0) {
+      counts.skipped++;
+      await Promise.all(waits);
+      return;
+    }
+    if (shadow.size + add.length > max) prune(now);
+    counts.transactions++;
+    const op = o.run(learnElements(o.table, add, timeout).text);
+    for (const e of add) shadow.set(`${e.set} ${e.address}`, { expires, ready: op });
+    op.catch(() => {
+      for (const e of add) { const k = `${e.set} ${e.address}`; if (shadow.get(k)?.ready === op) shadow.delete(k); }
+    });
+    await Promise.all([op, ...waits]);
+  };
+
+  return {
+    learn,
+    counts,
+    reset: () => shadow.clear(),
+    snapshot() {
+      const now = Date.now();
+      const out: Array<LearnedElement & { remainingSeconds: number }> = [];
+      for (const [k, e] of shadow) {
+        if (e.expires <= now) continue;
+        const cut = k.indexOf(' ');
+        out.push({ set: k.slice(0, cut), address: k.slice(cut + 1), remainingSeconds: Math.ceil((e.expires - now) / 1000) });
+      }
+      return out;
+    },
+  };
+}
