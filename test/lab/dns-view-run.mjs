@@ -1,6 +1,7 @@
 // The DNS view's forwarders in a lab namespace, learning into a real nft set.
 //   node dns-view-run.mjs --forward PORT=UPSTREAM[,UPSTREAM] ... --rules NAME,NAME
 //        --table inet/TABLE --set4 NAME --set6 NAME [--gate RULE] [--timeout MS]
+//        [--grace S] [--quiet]      (UPSTREAM is ADDR or ADDR#PORT)
 // Prints JSON lines: {"event":"ready"}, {"event":"learned",rules,addresses,ttl}
 // once nft acknowledged an add. With --gate RULE, a learn for that rule then
 // waits for a "go" line on stdin (the test looks at the set meanwhile).
@@ -20,14 +21,15 @@ const [family, table] = one('--table').split('/');
 const set4 = one('--set4'), set6 = one('--set6');
 const gate = one('--gate');
 const rules = one('--rules', '').split(',').filter(Boolean);
+const quiet = args.includes('--quiet');
 const out = (o) => process.stdout.write(JSON.stringify(o) + '\n');
 
 const session = new NftSession();
-const learner = view.nftLearner({ table: { family, table }, setsOf: () => ({ 4: set4, 6: set6 }), graceSeconds: 30, run: (l) => session.run(l) });
+const learner = view.nftLearner({ table: { family, table }, setsOf: () => ({ 4: set4, 6: set6 }), graceSeconds: Number(one('--grace', 30)), run: (l) => session.run(l) });
 const waiting = [];
 const learn = async (ruleNames, addresses, ttl) => {
   await learner.learn(ruleNames, addresses, ttl);
-  out({ event: 'learned', rules: ruleNames, addresses: addresses.map((a) => a.address), ttl });
+  if (!quiet) out({ event: 'learned', rules: ruleNames, addresses: addresses.map((a) => a.address), ttl });
   if (gate && ruleNames.includes(gate)) await new Promise((r) => waiting.push(r));
 };
 
@@ -35,13 +37,13 @@ const forwarders = {};
 for (const f of all('--forward')) {
   const [port, ups] = f.split('=');
   forwarders[port] = await view.DnsViewForwarder.start({
-    host: '0.0.0.0', port: Number(port), upstreams: ups.split(',').map((u) => ({ address: u, port: 53 })),
+    host: '0.0.0.0', port: Number(port), upstreams: ups.split(',').map((u) => ({ address: u.split('#')[0], port: Number(u.split('#')[1] ?? 53) })),
     matcher: view.compileMatcher(rules), learn, learnTimeoutMs: Number(one('--timeout', 250)),
   });
 }
 createInterface({ input: process.stdin }).on('line', (l) => {
   if (l === 'go') waiting.shift()?.();
-  if (l === 'stats') out({ event: 'stats', ...Object.fromEntries(Object.entries(forwarders).map(([p, f]) => [p, { ...f.stats }])) });
+  if (l === 'stats') out({ event: 'stats', learner: { ...learner.counts }, ...Object.fromEntries(Object.entries(forwarders).map(([p, f]) => [p, { ...f.stats }])) });
 });
-process.on('SIGTERM', () => { for (const f of Object.values(forwarders)) f.destroy(); session.close(); process.exit(0); });
+for (const sig of ['SIGTERM', 'SIGINT']) process.on(sig, () => { for (const f of Object.values(forwarders)) f.destroy(); session.close(); process.exit(0); });
 out({ event: 'ready' });

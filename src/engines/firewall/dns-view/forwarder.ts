@@ -15,11 +15,12 @@ import dgram from 'node:dgram';
 import net from 'node:net';
 import type { Logger } from '../../../observe/log.js';
 import { NameGate } from './gate.js';
-import type { NameMatcher } from './match.js';
-import { normalizeName } from './match.js';
-import { tcpQuery, UdpUpstream, UpstreamError, type Reply, type Server } from './upstream.js';
-import { answerFacts, flagsOf, hasCname, QR, readQuestion, sameQuestion, servfail, TYPE_A, TYPE_AAAA, type AddressRecord, type Question } from './wire.js';
+import { normalizeName, type NameMatcher } from './match.js';
+import { tcpQuery, UdpUpstream, UpstreamError, type Server, type UpstreamClient } from './upstream.js';
+import { answerFacts, hasCname, QR, readQuestion, sameQuestion, servfail, TYPE_A, TYPE_AAAA, type AddressRecord, type Question } from './wire.js';
+import { newStats, type DnsViewStats } from './stats.js';
 
+export type { DnsViewStats };
 export type LearnedAddress = AddressRecord;
 /** Put `addresses` in the datapath sets of `ruleNames` for `ttlSeconds` (plus the firewall's grace); resolve once the kernel has them. */
 export type LearnHook = (ruleNames: string[], addresses: LearnedAddress[], ttlSeconds: number) => Promise<void>;
@@ -46,30 +47,13 @@ export interface DnsViewOptions {
   readonly logger?: Logger;
 }
 
-export interface DnsViewStats {
-  queries: number;
-  udp_queries: number;
-  tcp_queries: number;
-  answers: number;
-  /** Answers held for the hook and released after it resolved. */
-  learned: number;
-  servfail_timeout: number;
-  servfail_error: number;
-  servfail_upstream: number;
-  malformed: number;
-  malformed_upstream: number;
-  dropped_overload: number;
-  dropped_closing: number;
-  upstream_strays: number;
-  in_flight: number;
+/** One client query in flight: the upstream's callback target (no closures per query). */
+class Query implements UpstreamClient {
+  done = false;
+  constructor(readonly f: DnsViewForwarder, readonly msg: Buffer, readonly q: Question, readonly clientId: number,
+    readonly port: number, readonly address: string, readonly conn: net.Socket | undefined) {}
+  upstreamDone(err: Error | undefined, answer?: Buffer): void { this.f.onUpstream(this, err, answer); }
 }
-
-type Proto = 'udp' | 'tcp';
-
-const newStats = (): DnsViewStats => ({
-  queries: 0, udp_queries: 0, tcp_queries: 0, answers: 0, learned: 0, servfail_timeout: 0, servfail_error: 0, servfail_upstream: 0,
-  malformed: 0, malformed_upstream: 0, dropped_overload: 0, dropped_closing: 0, upstream_strays: 0, in_flight: 0,
-});
 
 export class DnsViewForwarder {
   private readonly s = newStats();
@@ -88,7 +72,7 @@ export class DnsViewForwarder {
       maxTcpClients: 256, tcpIdleMs: 10_000, ...opts,
     };
     this.matcher = opts.matcher;
-    udp.on('message', (m, r) => this.query(m, 'udp', (b) => udp.send(b, r.port, r.address)));
+    udp.on('message', (m, r) => this.query(m, r.port, r.address, undefined));
     udp.on('error', (e) => this.warn('udp', { err: e.message }, 'dns view listener error'));
     tcp.on('connection', (c) => this.accept(c));
     tcp.on('error', (e) => this.warn('tcp', { err: e.message }, 'dns view listener error'));
@@ -115,6 +99,7 @@ export class DnsViewForwarder {
       const up = new UdpUpstream(opts.upstreams, {
         sockets: opts.upstreamSockets ?? 4, timeoutMs: opts.upstreamTimeoutMs ?? 2000, attempts: opts.upstreamAttempts ?? 2,
       });
+      await up.start();
       return new DnsViewForwarder(opts, udp, tcp, up);
     }
   }
@@ -129,93 +114,110 @@ export class DnsViewForwarder {
   /** A policy change: new names apply to the next answers; updates already queued finish. */
   setMatcher(m: NameMatcher): void { this.matcher = m; }
 
-  private query(msg: Buffer, proto: Proto, respond: (b: Buffer) => void): void {
+  private query(msg: Buffer, port: number, address: string, conn: net.Socket | undefined): void {
     const s = this.s;
     s.queries++;
-    if (proto === 'udp') s.udp_queries++; else s.tcp_queries++;
+    if (conn) s.tcp_queries++; else s.udp_queries++;
     let q: Question;
     try {
-      if (flagsOf(msg) & QR) throw new Error('a response, not a query');
+      if (msg.length < 12 || msg.readUInt16BE(2) & QR) throw new Error('not a query');
       q = readQuestion(msg);
     } catch {
       s.malformed++;
-      this.warn('malformed', { proto }, 'dns view dropped a malformed query');
+      this.warn('malformed', { proto: conn ? 'tcp' : 'udp' }, 'dns view dropped a malformed query');
       return;
     }
     if (this.state !== 'open') { s.dropped_closing++; return; }
+    const query = new Query(this, msg, q, msg.readUInt16BE(0), port, address, conn);
     if (s.in_flight >= this.o.maxInFlight) {
       s.dropped_overload++;
       this.warn('overload', { in_flight: s.in_flight }, 'dns view over its in-flight bound');
-      if (this.o.overload === 'servfail') respond(servfail(msg, q.end));
+      if (this.o.overload === 'servfail') this.respond(query, servfail(msg, q.end));
       return;
     }
     s.in_flight++;
-    const clientId = msg.readUInt16BE(0);
-    let finished = false;
-    const done = (answer: Buffer | undefined) => {
-      if (finished) return;
-      finished = true;
-      s.in_flight--;
-      if (answer && this.state !== 'closed') {
-        answer.writeUInt16BE(clientId, 0);
-        s.answers++;
-        respond(answer);
-      }
-      if (s.in_flight === 0) this.drained?.();
-    };
-    const fail = () => { msg.writeUInt16BE(clientId, 0); return servfail(msg, q.end); };
-    const reply: Reply = (err, answer) => {
-      if (err || !answer) {
-        if (err instanceof UpstreamError && err.code === 'ECLOSED') { done(undefined); return; }
-        s.servfail_upstream++;
-        this.warn('upstream', { name: q.name, err: err?.message }, 'dns view upstream failed, answered SERVFAIL');
-        done(fail());
-        return;
-      }
-      if (!sameQuestion(answer, q)) { s.malformed_upstream++; done(fail()); return; }
-      this.release(answer, q, done, fail);
-    };
-    if (proto === 'udp') this.up.query(msg, reply);
-    else {
-      const cancel = tcpQuery(this.o.upstreams, msg, this.o.upstreamTimeoutMs, (e, a) => { this.tcpCancels.delete(cancel); reply(e, a); });
-      this.tcpCancels.add(cancel);
+    if (!conn) { this.up.query(msg, query); return; }
+    const cancel = tcpQuery(this.o.upstreams, msg, this.o.upstreamTimeoutMs, {
+      upstreamDone: (e, a) => { this.tcpCancels.delete(cancel); query.upstreamDone(e, a); },
+    });
+    this.tcpCancels.add(cancel);
+  }
+
+  /** @internal The upstream answered (or gave up) for `query`. */
+  onUpstream(query: Query, err: Error | undefined, answer: Buffer | undefined): void {
+    if (err || !answer) {
+      if (err instanceof UpstreamError && err.code === 'ECLOSED') { this.finish(query, undefined); return; }
+      this.s.servfail_upstream++;
+      this.warn('upstream', { name: query.q.name, err: err?.message }, 'dns view upstream failed, answered SERVFAIL');
+      this.finish(query, this.servfailFor(query));
+      return;
     }
+    if (!sameQuestion(answer, query.msg, query.q)) { this.s.malformed_upstream++; this.finish(query, this.servfailFor(query)); return; }
+    this.release(query, answer);
   }
 
   /** Releases an upstream answer, after the learn hook when a rule names it. */
-  private release(answer: Buffer, q: Question, done: (b: Buffer | undefined) => void, fail: () => Buffer): void {
-    // Only address questions carry addresses in the answer section.
-    if (q.type !== TYPE_A && q.type !== TYPE_AAAA) { done(answer); return; }
+  private release(query: Query, answer: Buffer): void {
+    const q = query.q;
     const m = this.matcher;
-    if (m.size === 0) { done(answer); return; }
+    // Only address questions carry addresses in the answer section.
+    if ((q.type !== TYPE_A && q.type !== TYPE_AAAA) || m.size === 0) { this.finish(query, answer); return; }
     const qn = normalizeName(q.name);
-    let rules: string[] | undefined;
     let facts;
     try {
       // The common case, a name outside every rule and no CNAME: one walk, no strings.
-      if (!hasCname(answer, q.end) && !m.match(qn)) { done(answer); return; }
+      if (!hasCname(answer, q.end) && !m.match(qn)) { this.finish(query, answer); return; }
       facts = answerFacts(answer, q.end, qn);
     } catch {
       this.s.malformed_upstream++;
-      done(fail());
+      this.finish(query, this.servfailFor(query));
       return;
     }
+    let rules: string[] | undefined;
     for (const n of facts.chain) {
       const r = m.match(n);
       if (r) rules = rules ? [...new Set([...rules, ...r])] : [...r];
     }
-    if (!rules || facts.addresses.length === 0) { done(answer); return; }
+    if (!rules || facts.addresses.length === 0) { this.finish(query, answer); return; }
     const started = Date.now();
     const names = rules;
-    this.gate.run(qn, () => this.o.learn(names, facts.addresses, facts.ttl), this.o.learnTimeoutMs).then(({ result, err }) => {
-      if (result === 'ok') { this.s.learned++; done(answer); return; }
+    const { addresses, ttl } = facts;
+    this.gate.run(qn, () => this.o.learn(names, addresses, ttl), this.o.learnTimeoutMs).then(({ result, err }) => {
+      if (result === 'ok') { this.s.learned++; this.finish(query, answer); return; }
       if (result === 'timeout') this.s.servfail_timeout++; else this.s.servfail_error++;
       this.warn(`learn-${result}`, {
-        name: qn, rules: names.join(','), addresses: facts.addresses.map((a) => a.address).join(','), ms: Date.now() - started,
+        name: qn, rules: names.join(','), addresses: addresses.map((a) => a.address).join(','), ms: Date.now() - started,
         err: result === 'timeout' ? `no acknowledgement within ${this.o.learnTimeoutMs} ms` : String((err as Error)?.message ?? err),
       }, 'dns view set update failed, answered SERVFAIL');
-      done(fail());
+      this.finish(query, this.servfailFor(query));
     });
+  }
+
+  private servfailFor(query: Query): Buffer {
+    query.msg.writeUInt16BE(query.clientId, 0);
+    return servfail(query.msg, query.q.end);
+  }
+
+  private finish(query: Query, answer: Buffer | undefined): void {
+    if (query.done) return;
+    query.done = true;
+    const s = this.s;
+    s.in_flight--;
+    if (answer && this.state !== 'closed') {
+      answer.writeUInt16BE(query.clientId, 0);
+      s.answers++;
+      this.respond(query, answer);
+    }
+    if (s.in_flight === 0) this.drained?.();
+  }
+
+  private respond(query: Query, b: Buffer): void {
+    const c = query.conn;
+    if (!c) { this.udp.send(b, query.port, query.address); return; }
+    if (c.destroyed) return;
+    const head = Buffer.allocUnsafe(2);
+    head.writeUInt16BE(b.length);
+    c.write(Buffer.concat([head, b]));
   }
 
   private accept(c: net.Socket): void {
@@ -232,12 +234,7 @@ export class DnsViewForwarder {
         const len = buf.readUInt16BE(0);
         const msg = Buffer.from(buf.subarray(2, 2 + len));
         buf = buf.subarray(2 + len);
-        this.query(msg, 'tcp', (b) => {
-          if (c.destroyed) return;
-          const head = Buffer.allocUnsafe(2);
-          head.writeUInt16BE(b.length);
-          c.write(Buffer.concat([head, b]));
-        });
+        this.query(msg, 0, '', c);
       }
       if (buf.length === 0) buf = undefined;
     });

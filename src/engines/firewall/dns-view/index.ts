@@ -3,6 +3,7 @@
  * See docs/dns-view.md.
  */
 export { compileMatcher, normalizeName, type NameMatcher } from './match.js';
-export { DnsViewForwarder, type DnsViewOptions, type DnsViewStats, type LearnHook, type LearnedAddress } from './forwarder.js';
+export { DnsViewForwarder, type DnsViewOptions, type LearnHook, type LearnedAddress } from './forwarder.js';
+export type { DnsViewStats } from './stats.js';
 export type { Server } from './upstream.js';
 export { nftLearner, type NftLearner, type NftLearnerOptions } from './learner.js';

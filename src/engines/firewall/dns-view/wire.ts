@@ -184,8 +184,20 @@ export function servfail(query: Buffer, qend: number): Buffer {
   return out;
 }
 
-/** Same question (name case-insensitively, type, class) in a response as in our query. */
-export function sameQuestion(resp: Buffer, q: Question): boolean {
+/**
+ * Same question (name case-insensitively, type, class) in a response as in
+ * our query. Byte comparison first (servers echo the question as sent, so
+ * this is the rule); a compressed or re-cased echo gets the full parse.
+ */
+export function sameQuestion(resp: Buffer, query: Buffer, q: Question): boolean {
+  if (resp.length < q.end || resp[4] !== 0 || resp[5] !== 1) return false;
+  let i = HEADER;
+  for (; i < q.end; i++) {
+    const a = resp[i]!, b = query[i]!;
+    // ASCII letters compare without case (0x20), other bytes exactly.
+    if (a !== b && !((a | 0x20) === (b | 0x20) && (a | 0x20) >= 0x61 && (a | 0x20) <= 0x7a)) break;
+  }
+  if (i === q.end) return true;
   try {
     const r = readQuestion(resp);
     return r.type === q.type && r.cls === q.cls && (r.name === q.name || r.name.toLowerCase() === q.name.toLowerCase());
