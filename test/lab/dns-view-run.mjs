@@ -1,7 +1,7 @@
 // The DNS view's forwarders in a lab namespace, learning into a real nft set.
 //   node dns-view-run.mjs --forward PORT=UPSTREAM[,UPSTREAM] ... --rules NAME,NAME
 //        --table inet/TABLE --set4 NAME --set6 NAME [--gate RULE] [--timeout MS]
-//        [--grace S] [--quiet]      (UPSTREAM is ADDR or ADDR#PORT)
+//        [--grace S] [--quiet] [--writer netlink|nft]   (UPSTREAM is ADDR or ADDR#PORT)
 // Prints JSON lines: {"event":"ready"}, {"event":"learned",rules,addresses,ttl}
 // once nft acknowledged an add. With --gate RULE, a learn for that rule then
 // waits for a "go" line on stdin (the test looks at the set meanwhile).
@@ -13,6 +13,7 @@ import { fileURLToPath } from 'node:url';
 const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..', '..');
 const view = await import(join(ROOT, 'dist/engines/firewall/dns-view/index.js'));
 const { NftSession } = await import(join(ROOT, 'dist/apply/nft-session.js'));
+const { NftElementWriter } = await import(join(ROOT, 'dist/apply/nft-netlink.js'));
 
 const args = process.argv.slice(2);
 const all = (k) => args.flatMap((a, i) => (a === k ? [args[i + 1]] : []));
@@ -24,8 +25,11 @@ const rules = one('--rules', '').split(',').filter(Boolean);
 const quiet = args.includes('--quiet');
 const out = (o) => process.stdout.write(JSON.stringify(o) + '\n');
 
-const session = new NftSession();
-const learner = view.nftLearner({ table: { family, table }, setsOf: () => ({ 4: set4, 6: set6 }), graceSeconds: Number(one('--grace', 30)), run: (l) => session.run(l) });
+// --writer nft: element updates as nft text through a running `nft -i`; default: netlink.
+const session = one('--writer', 'netlink') === 'nft' ? new NftSession() : undefined;
+const writer = session ? undefined : new NftElementWriter(family, table);
+const write = session ? view.nftSessionWrite(session, { family, table }) : view.netlinkWrite(writer);
+const learner = view.nftLearner({ setsOf: () => ({ 4: set4, 6: set6 }), graceSeconds: Number(one('--grace', 30)), write });
 const waiting = [];
 const learn = async (ruleNames, addresses, ttl) => {
   await learner.learn(ruleNames, addresses, ttl);
@@ -45,5 +49,5 @@ createInterface({ input: process.stdin }).on('line', (l) => {
   if (l === 'go') waiting.shift()?.();
   if (l === 'stats') out({ event: 'stats', learner: { ...learner.counts }, ...Object.fromEntries(Object.entries(forwarders).map(([p, f]) => [p, { ...f.stats }])) });
 });
-for (const sig of ['SIGTERM', 'SIGINT']) process.on(sig, () => { for (const f of Object.values(forwarders)) f.destroy(); session.close(); process.exit(0); });
+for (const sig of ['SIGTERM', 'SIGINT']) process.on(sig, () => { for (const f of Object.values(forwarders)) f.destroy(); session?.close(); writer?.close(); process.exit(0); });
 out({ event: 'ready' });

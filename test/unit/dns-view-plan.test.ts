@@ -1,7 +1,8 @@
 // The DNS view's nft pieces (pure) and the nft-backed learn hook with a fake nft.
 import { describe, expect, it } from 'vitest';
 import { dnsViewRedirectRules, learnedSet, learnElements } from '../../src/plan/nft-dns-view.js';
-import { nftLearner } from '../../src/engines/firewall/dns-view/learner.js';
+import { nftLearner, nftSessionWrite } from '../../src/engines/firewall/dns-view/learner.js';
+import type { NftSession } from '../../src/apply/nft-session.js';
 
 const T = { family: 'inet' as const, table: 'egress_router_firewall' };
 const line = (r: { pieces: readonly { text: string }[]; comment?: string }) => r.pieces.map((p) => p.text).join(' ') + (r.comment ? ` comment "${r.comment}"` : '');
@@ -44,7 +45,8 @@ describe('nft learner (fake nft)', () => {
     const lines: string[] = [];
     let fail = false;
     let hold: Promise<void> | undefined;
-    const l = nftLearner({ table: T, setsOf: (r) => sets[r], graceSeconds: 30, run: async (x) => { lines.push(x); if (hold) await hold; if (fail) throw new Error('nft: no'); } });
+    const fake = { run: async (x: string) => { lines.push(x); if (hold) await hold; if (fail) throw new Error('nft: no'); } } as unknown as NftSession;
+    const l = nftLearner({ setsOf: (r) => sets[r], graceSeconds: 30, write: nftSessionWrite(fake, T) });
     return { l, lines, failNext: (v: boolean) => (fail = v), holdWith: (p: Promise<void> | undefined) => (hold = p) };
   };
   const A = [{ address: '192.0.2.1', family: 4 as const }, { address: '2001:db8::1', family: 6 as const }];

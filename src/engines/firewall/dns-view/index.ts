@@ -6,4 +6,4 @@ export { compileMatcher, normalizeName, type NameMatcher } from './match.js';
 export { DnsViewForwarder, type DnsViewOptions, type LearnHook, type LearnedAddress } from './forwarder.js';
 export type { DnsViewStats } from './stats.js';
 export type { Server } from './upstream.js';
-export { nftLearner, type NftLearner, type NftLearnerOptions } from './learner.js';
+export { netlinkWrite, nftLearner, nftSessionWrite, type ElementWrite, type NftLearner, type NftLearnerOptions } from './learner.js';

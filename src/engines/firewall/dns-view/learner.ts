@@ -1,8 +1,9 @@
 /**
  * A learn hook backed by nftables sets: a learn() call becomes one nft
- * transaction (plan/nft-dns-view.ts) adding the addresses to each rule's
- * learned set with timeout = TTL + grace, acknowledged by the kernel before
- * the hook resolves.
+ * transaction adding the addresses to each rule's learned set with
+ * timeout = TTL + grace, acknowledged by the kernel before the hook resolves.
+ * The transaction goes through `write`: netlinkWrite (apply/nft-netlink.ts,
+ * the fast path) or nftSessionWrite (nft text through a running nft).
  *
  * A shadow of what was added (set, address -> expiry) skips the kernel when
  * the set already holds the address long enough (repeated lookups of a busy
@@ -12,16 +13,30 @@
  * overflow expired entries go, then all (only costs extra adds).
  */
 import { learnElements, type LearnedElement, type SetRef } from '../../../plan/nft-dns-view.js';
+import type { NftElementWriter } from '../../../apply/nft-netlink.js';
+import type { NftSession } from '../../../apply/nft-session.js';
 import type { LearnHook } from './forwarder.js';
 
-export interface NftLearnerOptions {
-  readonly table: SetRef;
-  /** The learned sets of a rule name, per family (a family without a set is not learned). */
+/** Puts `elements` in their sets with `timeoutSeconds`, as one transaction; resolves once committed. */
+export type ElementWrite = (elements: readonly LearnedElement[], timeoutSeconds: number) => Promise<void>;
+
+export function netlinkWrite(w: NftElementWriter): ElementWrite {
+  return (elements, timeoutSeconds) => {
+    const bySet = new Map<string, string[]>();
+    for (const e of elements) (bySet.get(e.set) ?? bySet.set(e.set, []).get(e.set)!).push(e.address);
+    return w.write([...bySet].map(([set, addresses]) => ({ set, addresses })), timeoutSeconds * 1000);
+  };
+}
+
+export function nftSessionWrite(s: NftSession, table: SetRef): ElementWrite {
+  return (elements, timeoutSeconds) => s.run(learnElements(table, elements, timeoutSeconds).text);
+}
+
+export interface NftLearnerOptions {  /** The learned sets of a rule name, per family (a family without a set is not learned). */
   setsOf(rule: string): { readonly 4?: string; readonly 6?: string } | undefined;
   /** Seconds added to the answer's TTL (EGRESS_FIREWALL_DNS_GRACE, default 30). */
   readonly graceSeconds?: number;
-  /** Runs one line of nft commands as one transaction (apply/nft-session.ts). */
-  run(line: string): Promise<void>;
+  readonly write: ElementWrite;
   readonly maxEntries?: number;
 }
 
@@ -74,7 +89,7 @@ export function nftLearner(o: NftLearnerOptions): NftLearner {
     }
     if (shadow.size + add.length > max) prune(now);
     counts.transactions++;
-    const op = o.run(learnElements(o.table, add, timeout).text);
+    const op = o.write(add, Math.max(1, timeout));
     for (const e of add) shadow.set(`${e.set} ${e.address}`, { expires, ready: op });
     op.catch(() => {
       for (const e of add) { const k = `${e.set} ${e.address}`; if (shadow.get(k)?.ready === op) shadow.delete(k); }
