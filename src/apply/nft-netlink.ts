@@ -68,22 +68,22 @@ export function addressKey(address: string): Buffer {
   return out;
 }
 
-export interface ElementWrite { readonly set: string; readonly addresses: readonly string[] }
+export interface ElementWrite { readonly set: string; readonly addresses: readonly string[]; readonly timeoutMs: number }
 
 /**
- * The batch for `writes` with `timeoutMs`: per set, add, delete, add (the
- * first add makes the delete safe, the delete and second add reset the
- * timeout on kernels that keep it on a re-add); BEGIN and END around them.
- * Every element message asks for an ACK; `seqs` are theirs.
+ * The batch for `writes`: per write, add, delete, add (the first add makes
+ * the delete safe, the delete and second add reset the timeout on kernels
+ * that keep it on a re-add); BEGIN and END around them. Every element
+ * message asks for an ACK; `seqs` are theirs.
  */
-export function elementBatch(family: NftFamily, table: string, writes: readonly ElementWrite[], timeoutMs: number, seq0: number): { buf: Buffer; seqs: number[] } {
+export function elementBatch(family: NftFamily, table: string, writes: readonly ElementWrite[], seq0: number): { buf: Buffer; seqs: number[] } {
   const fam = NFPROTO[family];
-  const t = Buffer.alloc(8);
-  t.writeBigUInt64BE(BigInt(Math.max(1, Math.round(timeoutMs))));
   let seq = seq0;
   const msgs = [nlmsg(NFNL_MSG_BATCH_BEGIN, NLM_F_REQUEST, seq++, 0, NFNL_SUBSYS_NFTABLES, Buffer.alloc(0))];
   const seqs: number[] = [];
   for (const w of writes) {
+    const t = Buffer.alloc(8);
+    t.writeBigUInt64BE(BigInt(Math.max(1, Math.round(w.timeoutMs))));
     const elems = (withTimeout: boolean) => nested(NFTA_SET_ELEM_LIST_ELEMENTS, w.addresses.map((a) => nested(NFTA_LIST_ELEM, [
       nested(NFTA_SET_ELEM_KEY, [attr(NFTA_DATA_VALUE, addressKey(a))]),
       ...(withTimeout ? [attr(NFTA_SET_ELEM_TIMEOUT, t)] : []),
@@ -98,36 +98,77 @@ export function elementBatch(family: NftFamily, table: string, writes: readonly 
   return { buf: Buffer.concat(msgs), seqs };
 }
 
-interface Wait { readonly seqs: number[]; readonly pending: Set<number>; readonly resolve: () => void; readonly reject: (e: Error) => void; readonly timer: NodeJS.Timeout }
+interface Job { readonly writes: readonly ElementWrite[]; readonly resolve: () => void; readonly reject: (e: Error) => void; readonly alone?: boolean }
+interface Wait { readonly seqs: number[]; readonly pending: Set<number>; readonly done: (err?: Error) => void; readonly timer: NodeJS.Timeout }
 
-/** A netlink socket (in the caller's network namespace) writing set elements. */
+/** At most this many writes go in one batch. */
+const MAX_JOIN = 128;
+
+/**
+ * A netlink socket (in the caller's network namespace) writing set elements.
+ * Writes that arrive in the same turn of the event loop go together in one
+ * batch (under load, one commit for many answers); if that batch fails, each
+ * is sent again alone, so one bad write never fails another.
+ */
 export class NftElementWriter {
   private sock: RawNetlinkSocket | undefined;
   private seq = Math.floor(Math.random() * 0x3fffffff);
   private readonly waits = new Map<number, Wait>();
+  private readonly queue: Job[] = [];
+  private scheduled = false;
+  /** Batches sent, and writes they carried. */
+  readonly counts = { batches: 0, writes: 0 };
 
   constructor(private readonly family: NftFamily, private readonly table: string, private readonly o: { timeoutMs?: number } = {}) {}
 
-  /** Adds (or refreshes) `writes` with `timeoutMs`; resolves once the kernel committed them. */
-  write(writes: readonly ElementWrite[], timeoutMs: number): Promise<void> {
+  /** Adds (or refreshes) `writes`; resolves once the kernel committed them. */
+  write(writes: readonly ElementWrite[]): Promise<void> {
     const live = writes.filter((w) => w.addresses.length > 0);
     if (live.length === 0) return Promise.resolve();
-    const sock = (this.sock ??= this.open());
-    const { buf, seqs } = elementBatch(this.family, this.table, live, timeoutMs, this.seq);
-    this.seq = (this.seq + seqs.length + 2) & 0x7fffffff;
     return new Promise((resolve, reject) => {
-      const pending = new Set(seqs);
-      const timer = setTimeout(() => this.done(w, new NftNetlinkError(`no acknowledgement from nf_tables within ${this.o.timeoutMs ?? 1000} ms`)), this.o.timeoutMs ?? 1000);
-      const w: Wait = { seqs, pending, resolve, reject, timer };
-      for (const s of seqs) this.waits.set(s, w);
-      sock.send(buf, {}, (err) => { if (err) this.done(w, new NftNetlinkError(`netlink send: ${err.message}`, err.errno)); });
+      this.queue.push({ writes: live, resolve, reject });
+      this.schedule();
     });
+  }
+
+  private schedule(): void {
+    if (this.scheduled) return;
+    this.scheduled = true;
+    setImmediate(() => { this.scheduled = false; this.flush(); });
+  }
+
+  private flush(): void {
+    while (this.queue.length > 0) {
+      const first = this.queue.shift()!;
+      const jobs = [first];
+      if (!first.alone) while (jobs.length < MAX_JOIN && this.queue.length > 0 && !this.queue[0]!.alone) jobs.push(this.queue.shift()!);
+      this.send(jobs);
+    }
+  }
+
+  private send(jobs: Job[]): void {
+    const sock = (this.sock ??= this.open());
+    const { buf, seqs } = elementBatch(this.family, this.table, jobs.flatMap((j) => j.writes), this.seq);
+    this.seq = (this.seq + seqs.length + 2) & 0x7fffffff;
+    this.counts.batches++;
+    this.counts.writes += jobs.length;
+    const done = (err?: Error) => {
+      clearTimeout(w.timer);
+      for (const s of w.seqs) if (this.waits.get(s) === w) this.waits.delete(s);
+      if (!err) for (const j of jobs) j.resolve();
+      else if (jobs.length === 1) jobs[0]!.reject(err);
+      else { this.queue.unshift(...jobs.map((j) => ({ ...j, alone: true }))); this.schedule(); }
+    };
+    const ms = this.o.timeoutMs ?? 1000;
+    const w: Wait = { seqs, pending: new Set(seqs), done, timer: setTimeout(() => done(new NftNetlinkError(`no acknowledgement from nf_tables within ${ms} ms`)), ms) };
+    for (const s of seqs) this.waits.set(s, w);
+    sock.send(buf, {}, (err) => { if (err) done(new NftNetlinkError(`netlink send: ${err.message}`, err.errno)); });
   }
 
   private open(): RawNetlinkSocket {
     const s = new RawNetlinkSocket(NETLINK_NETFILTER, { recvBufferSize: 1 << 20, sendBufferSize: 1 << 20 });
     s.on('message', (m) => this.receive(m));
-    s.on('error', (e) => { for (const w of new Set(this.waits.values())) this.done(w, new NftNetlinkError(`netlink: ${e.message}`, e.errno)); });
+    s.on('error', (e) => { for (const w of new Set(this.waits.values())) w.done(new NftNetlinkError(`netlink: ${e.message}`, e.errno)); });
     return s;
   }
 
@@ -140,22 +181,17 @@ export class NftElementWriter {
         const seq = m.readUInt32LE(off + 20 + 8);
         const w = this.waits.get(seq);
         if (w) {
-          if (errno !== 0) this.done(w, new NftNetlinkError(`nf_tables refused the element update: errno ${errno}${errno === 2 ? ' (no such table or set)' : ''}`, errno));
-          else { w.pending.delete(seq); if (w.pending.size === 0) this.done(w); }
+          if (errno !== 0) w.done(new NftNetlinkError(`nf_tables refused the element update: errno ${errno}${errno === 2 ? ' (no such table or set)' : ''}`, errno));
+          else { w.pending.delete(seq); if (w.pending.size === 0) w.done(); }
         }
       }
       off += (len + 3) & ~3;
     }
   }
 
-  private done(w: Wait, err?: Error): void {
-    clearTimeout(w.timer);
-    for (const s of w.seqs) if (this.waits.get(s) === w) this.waits.delete(s);
-    if (err) w.reject(err); else w.resolve();
-  }
-
   close(): void {
-    for (const w of new Set(this.waits.values())) this.done(w, new NftNetlinkError('closed'));
+    for (const w of new Set(this.waits.values())) w.done(new NftNetlinkError('closed'));
+    for (const j of this.queue.splice(0)) j.reject(new NftNetlinkError('closed'));
     this.sock?.close();
     this.sock = undefined;
   }

@@ -178,6 +178,16 @@ describe('learning before release', () => {
     // When the k-th answer arrived, at least k updates had completed.
     seen.forEach((c, k) => expect(c).toBeGreaterThanOrEqual(k + 1));
   });
+  it('a hook that says the kernel has the addresses already releases at once, without an update', async () => {
+    let called = 0;
+    const hook: LearnHook = Object.assign(async () => { called++; }, { covered: (_r: readonly string[], a: readonly { address: string }[]) => a[0]!.address === '192.0.2.20' });
+    const v = await view(hook);
+    expect(dnsPacket.decode((await udpAsk(v.port, query('a.wild.test')))!).answers?.[0]?.data).toBe('192.0.2.20');
+    expect(called).toBe(0);
+    await udpAsk(v.port, query('www.watched.test'));
+    expect(called).toBe(1);
+    expect(v.stats).toMatchObject({ learned: 2, learned_covered: 1 });
+  });
   it('names outside every rule pass untouched and call nothing', async () => {
     let called = 0;
     const v = await view(async () => { called++; });

@@ -84,6 +84,22 @@ describe('nft learner (fake nft)', () => {
     await Promise.all([first, second]);
     expect(order).toEqual(['first', 'second']);
   });
+  it('covered: only addresses committed for long enough', async () => {
+    const { l, holdWith } = make();
+    expect(l.learn.covered!(['www.foo.com'], A, 60)).toBe(false);
+    let release!: () => void;
+    holdWith(new Promise<void>((r) => (release = r)));
+    const p = l.learn(['www.foo.com'], A, 60);
+    // In flight is not committed.
+    expect(l.learn.covered!(['www.foo.com'], A, 60)).toBe(false);
+    release();
+    await p;
+    expect(l.learn.covered!(['www.foo.com'], A, 60)).toBe(true);
+    expect(l.learn.covered!(['www.foo.com', '*.example.com'], A, 60)).toBe(false);
+    expect(l.learn.covered!(['www.foo.com'], A, 600)).toBe(false);
+    // A rule without sets (or a family without a set) needs nothing.
+    expect(l.learn.covered!(['no.such.rule'], A, 60)).toBe(true);
+  });
   it('a failed add fails the learn and is forgotten', async () => {
     const { l, lines, failNext } = make();
     failNext(true);

@@ -22,8 +22,15 @@ import { newStats, type DnsViewStats } from './stats.js';
 
 export type { DnsViewStats };
 export type LearnedAddress = AddressRecord;
-/** Put `addresses` in the datapath sets of `ruleNames` for `ttlSeconds` (plus the firewall's grace); resolve once the kernel has them. */
-export type LearnHook = (ruleNames: string[], addresses: LearnedAddress[], ttlSeconds: number) => Promise<void>;
+/**
+ * Put `addresses` in the datapath sets of `ruleNames` for `ttlSeconds` (plus
+ * the firewall's grace); resolve once the kernel has them. `covered`, when
+ * the hook has it, says synchronously that the kernel already holds them all
+ * long enough (committed, not in flight): the answer then goes at once.
+ */
+export type LearnHook = ((ruleNames: string[], addresses: LearnedAddress[], ttlSeconds: number) => Promise<void>) & {
+  covered?: (ruleNames: readonly string[], addresses: readonly LearnedAddress[], ttlSeconds: number) => boolean;
+};
 
 export interface DnsViewOptions {
   /** Listen address (UDP and TCP), e.g. '0.0.0.0' or '::'; port 0 picks one (tests). */
@@ -179,9 +186,10 @@ export class DnsViewForwarder {
       if (r) rules = rules ? [...new Set([...rules, ...r])] : [...r];
     }
     if (!rules || facts.addresses.length === 0) { this.finish(query, answer); return; }
-    const started = Date.now();
     const names = rules;
     const { addresses, ttl } = facts;
+    if (this.o.learn.covered?.(names, addresses, ttl)) { this.s.learned++; this.s.learned_covered++; this.finish(query, answer); return; }
+    const started = Date.now();
     this.gate.run(qn, () => this.o.learn(names, addresses, ttl), this.o.learnTimeoutMs).then(({ result, err }) => {
       if (result === 'ok') { this.s.learned++; this.finish(query, answer); return; }
       if (result === 'timeout') this.s.servfail_timeout++; else this.s.servfail_error++;

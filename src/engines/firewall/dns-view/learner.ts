@@ -24,7 +24,7 @@ export function netlinkWrite(w: NftElementWriter): ElementWrite {
   return (elements, timeoutSeconds) => {
     const bySet = new Map<string, string[]>();
     for (const e of elements) (bySet.get(e.set) ?? bySet.set(e.set, []).get(e.set)!).push(e.address);
-    return w.write([...bySet].map(([set, addresses]) => ({ set, addresses })), timeoutSeconds * 1000);
+    return w.write([...bySet].map(([set, addresses]) => ({ set, addresses, timeoutMs: timeoutSeconds * 1000 })));
   };
 }
 
@@ -40,7 +40,7 @@ export interface NftLearnerOptions {  /** The learned sets of a rule name, per f
   readonly maxEntries?: number;
 }
 
-interface Entry { readonly expires: number; readonly ready: Promise<void> }
+interface Entry { readonly expires: number; readonly ready: Promise<void>; committed: boolean }
 
 export interface NftLearner {
   readonly learn: LearnHook;
@@ -63,12 +63,29 @@ export function nftLearner(o: NftLearnerOptions): NftLearner {
     if (shadow.size >= max) shadow.clear();
   };
 
+  // An element that outlives the new one by at least half the grace is left alone.
+  const enoughFor = (ttl: number) => Date.now() + (ttl + grace / 2) * 1000;
+
+  const covered: NonNullable<LearnHook['covered']> = (rules, addresses, ttl) => {
+    const enough = enoughFor(ttl);
+    for (const rule of rules) {
+      const sets = o.setsOf(rule);
+      if (!sets) continue;
+      for (const a of addresses) {
+        const set = sets[a.family];
+        if (!set) continue;
+        const e = shadow.get(`${set} ${a.address}`);
+        if (!e || !e.committed || e.expires < enough) return false;
+      }
+    }
+    return true;
+  };
+
   const learn: LearnHook = async (rules, addresses, ttl) => {
     const now = Date.now();
     const timeout = ttl + grace;
     const expires = now + timeout * 1000;
-    // An element that outlives the new one by at least half the grace is left alone.
-    const enough = expires - (grace * 1000) / 2;
+    const enough = enoughFor(ttl);
     const add: LearnedElement[] = [];
     const waits: Promise<void>[] = [];
     for (const rule of rules) {
@@ -90,13 +107,15 @@ export function nftLearner(o: NftLearnerOptions): NftLearner {
     if (shadow.size + add.length > max) prune(now);
     counts.transactions++;
     const op = o.write(add, Math.max(1, timeout));
-    for (const e of add) shadow.set(`${e.set} ${e.address}`, { expires, ready: op });
-    op.catch(() => {
-      for (const e of add) { const k = `${e.set} ${e.address}`; if (shadow.get(k)?.ready === op) shadow.delete(k); }
+    const entry: Entry = { expires, ready: op, committed: false };
+    for (const e of add) shadow.set(`${e.set} ${e.address}`, entry);
+    op.then(() => { entry.committed = true; }, () => {
+      for (const e of add) { const k = `${e.set} ${e.address}`; if (shadow.get(k) === entry) shadow.delete(k); }
     });
     await Promise.all([op, ...waits]);
   };
 
+  learn.covered = covered;
   return {
     learn,
     counts,

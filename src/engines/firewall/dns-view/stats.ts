@@ -6,6 +6,8 @@ export interface DnsViewStats {
   answers: number;
   /** Answers held for the hook and released after it resolved. */
   learned: number;
+  /** Of those, released at once: the hook said the kernel already had every address (no update). */
+  learned_covered: number;
   /** SERVFAIL because the hook overran its bound / failed / the upstream did not answer. */
   servfail_timeout: number;
   servfail_error: number;
@@ -20,6 +22,6 @@ export interface DnsViewStats {
 }
 
 export const newStats = (): DnsViewStats => ({
-  queries: 0, udp_queries: 0, tcp_queries: 0, answers: 0, learned: 0, servfail_timeout: 0, servfail_error: 0, servfail_upstream: 0,
+  queries: 0, udp_queries: 0, tcp_queries: 0, answers: 0, learned: 0, learned_covered: 0, servfail_timeout: 0, servfail_error: 0, servfail_upstream: 0,
   malformed: 0, malformed_upstream: 0, dropped_overload: 0, dropped_closing: 0, upstream_strays: 0, in_flight: 0,
 });
