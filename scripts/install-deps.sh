@@ -8,8 +8,12 @@ want=(nft:nftables ip:iproute2 curl:curl socat:socat conntrack:conntrack sysctl:
 want+=(arping:iputils-arping)
 # Real clients of the HTTP proxy's end-to-end tests (test/e2e/http-proxy-clients.test.ts).
 want+=(openssl:openssl git:git wget:wget python3:python3 pip:python3-pip)
+# The DNS view's end-to-end test resolves with dig (test/e2e/dns-view.test.ts).
+want+=(dig:bind9-dnsutils)
 if [[ "${1:-test}" == bench ]]; then
     want+=(haproxy:haproxy squid:squid wrk:wrk)
+    # bench/dns-view.mjs: dnsmasq as the reference forwarder and as the upstream, dnsperf as the load.
+    want+=(dnsmasq:dnsmasq dnsperf:dnsperf)
 fi
 
 missing=()
@@ -33,7 +37,7 @@ if (( ${#missing[@]} )); then
     apt-get update -qq
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
     # Debian starts packaged daemons on install; the benchmarks run their own.
-    for svc in haproxy squid; do
+    for svc in haproxy squid dnsmasq; do
         [[ " ${missing[*]} " == *" $svc "* ]] && { service "$svc" stop >/dev/null 2>&1 || true; }
     done
 fi

@@ -36,6 +36,8 @@ const learn = async (ruleNames, addresses, ttl) => {
   if (!quiet) out({ event: 'learned', rules: ruleNames, addresses: addresses.map((a) => a.address), ttl });
   if (gate && ruleNames.includes(gate)) await new Promise((r) => waiting.push(r));
 };
+// The learner's shadow may release an answer at once (addresses already committed).
+learn.covered = learner.learn.covered;
 
 const forwarders = {};
 for (const f of all('--forward')) {

@@ -7,6 +7,7 @@ import net from 'node:net';
 import dnsPacket from 'dns-packet';
 import { startDnsServer, type DnsServer, type Zone } from '../lab/dns.js';
 import { compileMatcher, DnsViewForwarder, type DnsViewOptions, type LearnHook } from '../../src/engines/firewall/dns-view/index.js';
+import { createLogger } from '../../src/observe/log.js';
 
 const ZONE: Zone = {
   'www.watched.test': { A: ['192.0.2.10', '192.0.2.11'], AAAA: ['2001:db8::10'], ttl: 7 },
@@ -141,17 +142,26 @@ describe('learning before release', () => {
     await p;
     expect(dnsPacket.decode(got!).answers?.map((x) => x.data)).toEqual(['192.0.2.20']);
   });
-  it('answers SERVFAIL when the hook fails or overruns its bound', async () => {
+  it('answers SERVFAIL when the hook fails or overruns its bound, counted and logged', async () => {
+    const lines: string[] = [];
+    const logger = createLogger({ destination: { write: (l: string) => { lines.push(l); return true; } } as unknown as NodeJS.WritableStream });
     const v = await view(async (rules) => {
       if (rules.includes('*.wild.test')) throw new Error('nft said no');
       await new Promise((r) => setTimeout(r, 1000));
-    }, { learnTimeoutMs: 100 });
+    }, { learnTimeoutMs: 100, logger });
     for (const ask of [udpAsk, tcpAsk]) {
       expect(dnsPacket.decode((await ask(v.port, query('a.wild.test')))!).rcode).toBe('SERVFAIL');
       const slow = dnsPacket.decode((await ask(v.port, query('www.watched.test')))!);
       expect(slow).toMatchObject({ rcode: 'SERVFAIL', answers: [], questions: [{ name: 'www.watched.test', type: 'A' }] });
     }
     expect(v.stats).toMatchObject({ servfail_error: 2, servfail_timeout: 2, learned: 0 });
+    // One line per kind and second: the first failure of each kind.
+    const logged = lines.map((l) => JSON.parse(l) as Record<string, unknown>);
+    expect(logged).toEqual(expect.arrayContaining([
+      expect.objectContaining({ level: 40, msg: 'dns view set update failed, answered SERVFAIL', name: 'a.wild.test', rules: '*.wild.test', addresses: '192.0.2.20', err: 'nft said no' }),
+      expect.objectContaining({ level: 40, msg: 'dns view set update failed, answered SERVFAIL', name: 'www.watched.test', err: 'no acknowledgement within 100 ms' }),
+    ]));
+    expect(logged).toHaveLength(2);
   });
   it('serialises concurrent lookups of one name; each answer follows its own update', async () => {
     const running = new Map<string, number>();
