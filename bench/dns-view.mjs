@@ -13,8 +13,10 @@
 // queued meanwhile) before release: the worst case.
 // Figures: queries/s at saturation, the forwarder's CPU per
 // query (queries per CPU-second = one core's capacity, since with two cores
-// the load side can be the bottleneck), and p50/p99 at a fixed rate, as
-// added latency over the direct path. Medians of BENCH_ROUNDS rounds.
+// the load side can be the bottleneck), and p50/p99 at a fixed rate per
+// target, as added latency over the direct path, measured with the targets
+// interleaved query by query (bench/dns-view-probe.mjs) so that the noise of
+// a shared machine falls on every target alike. Medians of BENCH_ROUNDS rounds.
 import { spawn, execFileSync } from 'node:child_process';
 import { mkdtempSync, writeFileSync, readFileSync, readdirSync, rmSync, mkdirSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -26,7 +28,7 @@ const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..');
 const RUN = join(ROOT, 'test', 'lab', 'dns-view-run.mjs');
 const SECS = Number(process.env.BENCH_SECS ?? 3);
 const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 3);
-const RATE = Number(process.env.BENCH_RATE ?? 1000);
+const RATE = Number(process.env.BENCH_RATE ?? 500);
 const NS = `erbv${randomBytes(2).toString('hex')}`;
 const tmp = mkdtempSync(join(tmpdir(), 'erbv-'));
 const children = [];
@@ -96,11 +98,12 @@ function saturate(t, name) {
   return { qps: num(/Queries per second:\s+([\d.]+)/), lost: num(/Queries lost:\s+(\d+)/), perCpuSec: cpu > 0 ? completed / cpu : null, codes: errs };
 }
 
-function latency(t, name) {
-  const out = dnsperf(t.port, name, ['-l', String(SECS), '-Q', String(RATE), '-c', '1', '-v']);
-  const v = out.split('\n').filter((l) => l.startsWith('> ')).map((l) => Number(l.split(' ').pop()) * 1e6).sort((a, b) => a - b);
-  const q = (p) => v[Math.min(v.length - 1, Math.floor(p * v.length))];
-  return { p50us: q(0.5), p99us: q(0.99), n: v.length };
+/** Paired latency: every target in turn, one query at a time (bench/dns-view-probe.mjs). */
+function pairedLatency(targets, name) {
+  const out = run(inNs(pin(1, [process.execPath, join(ROOT, 'bench', 'dns-view-probe.mjs'), String(RATE), String(SECS), name, targets.map((t) => t.port).join(',')])),
+    { timeout: (SECS + 30) * 1000 });
+  const r = JSON.parse(out.trim().split('\n').pop());
+  return Object.fromEntries(targets.map((t) => [t.name, r[t.port]]));
 }
 
 async function main() {
@@ -136,9 +139,18 @@ async function main() {
     const order = targets.map((_, i) => targets[(i + round) % targets.length]);
     for (const t of order) {
       for (const n of names) {
-        const r = { ...saturate(t, n), ...latency(t, n) };
+        const r = saturate(t, n);
         (samples[`${t.name} ${n}`] ??= []).push(r);
         process.stderr.write(`round ${round + 1} ${t.name} ${n}: ${JSON.stringify(r)}\n`);
+      }
+    }
+    // Latency: all targets interleaved query by query, so the machine's noise falls on each alike.
+    for (const n of names) {
+      const l = pairedLatency(order, n);
+      process.stderr.write(`round ${round + 1} latency ${n}: ${JSON.stringify(l)}\n`);
+      for (const t of order) {
+        const s = samples[`${t.name} ${n}`];
+        Object.assign(s[s.length - 1], { p50us: l[t.name].p50us, p99us: l[t.name].p99us });
       }
     }
   }
@@ -164,7 +176,7 @@ function report(res, names, targets, stats) {
     }
   }
   const w = rows[0].map((_, i) => Math.max(...rows.map((r) => r[i].length)));
-  console.log(`dns-view bench: medians of ${ROUNDS} rounds, ${SECS}s per run, latency at ${RATE} q/s; layout: ${cpus > 1 ? 'forwarders (and the view\'s nft) on CPU 0, upstream and dnsperf on CPU 1' : 'one CPU shared'}; machine shared with other work: noisy`);
+  console.log(`dns-view bench: medians of ${ROUNDS} rounds, ${SECS}s per run, latency at ${RATE} q/s per target, targets interleaved; layout: ${cpus > 1 ? 'forwarders (and the view\'s nft) on CPU 0, upstream and dnsperf on CPU 1' : 'one CPU shared'}; machine shared with other work: noisy`);
   console.log(rows.map((r) => r.map((c, i) => c.padEnd(w[i])).join('  ')).join('\n'));
   console.log(`view stats at the end: ${stats}`);
   mkdirSync(join(ROOT, 'bench', 'out'), { recursive: true });
