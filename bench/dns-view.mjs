@@ -115,7 +115,7 @@ async function main() {
   const up = start(pin(1, ['dnsmasq', '-k', '-C', '/dev/null', '-u', 'root', `--port=${UP}`, '--listen-address=127.0.0.1', '--bind-interfaces', '--no-resolv', '--no-hosts',
     `--pid-file=${tmp}/up.pid`, ...records]));
   const runView = (port, set, grace) => start(pin(0, [process.execPath, RUN, '--forward', `${port}=127.0.0.1#${UP}`, '--rules', '*.wild.bench', '--table', 'inet/erbv',
-    '--set4', set, '--set6', 'l6', '--grace', String(grace), '--quiet']));
+    '--set4', set, '--set6', 'l6', '--grace', String(grace), '--quiet', '--sockets', process.env.BENCH_VIEW_SOCKETS ?? '4']));
   const view = runView(5301, 'l4', 30);
   const viewNft = runView(5305, 'n4', 0);
   // Forwarders as alike as dnsmasq allows: no cache (the view has none), 1024 queries in flight (the view's cap).

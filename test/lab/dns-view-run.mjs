@@ -44,7 +44,7 @@ for (const f of all('--forward')) {
   const [port, ups] = f.split('=');
   forwarders[port] = await view.DnsViewForwarder.start({
     host: '0.0.0.0', port: Number(port), upstreams: ups.split(',').map((u) => ({ address: u.split('#')[0], port: Number(u.split('#')[1] ?? 53) })),
-    matcher: view.compileMatcher(rules), learn, learnTimeoutMs: Number(one('--timeout', 250)),
+    matcher: view.compileMatcher(rules), learn, learnTimeoutMs: Number(one('--timeout', 250)), upstreamSockets: Number(one('--sockets', 4)),
   });
 }
 createInterface({ input: process.stdin }).on('line', (l) => {
