@@ -1,7 +1,8 @@
 // The DNS view's forwarders in a lab namespace, learning into a real nft set.
 //   node dns-view-run.mjs --forward PORT=UPSTREAM[,UPSTREAM] ... --rules NAME,NAME
 //        --table inet/TABLE --set4 NAME --set6 NAME [--gate RULE] [--timeout MS]
-//        [--grace S] [--quiet] [--writer netlink|nft]   (UPSTREAM is ADDR or ADDR#PORT)
+//        [--grace S] [--quiet] [--writer netlink|nft] [--sockets N] [--learn-after MS]
+//        (UPSTREAM is ADDR or ADDR#PORT)
 // Prints JSON lines: {"event":"ready"}, {"event":"learned",rules,addresses,ttl}
 // once nft acknowledged an add. With --gate RULE, a learn for that rule then
 // waits for a "go" line on stdin (the test looks at the set meanwhile).
@@ -31,13 +32,18 @@ const writer = session ? undefined : new NftElementWriter(family, table);
 const write = session ? view.nftSessionWrite(session, { family, table }) : view.netlinkWrite(writer);
 const learner = view.nftLearner({ setsOf: () => ({ 4: set4, 6: set6 }), graceSeconds: Number(one('--grace', 30)), write });
 const waiting = [];
-const learn = async (ruleNames, addresses, ttl) => {
+// --learn-after MS: release the answer at once and update the set MS later,
+// as a resolver-watching controller would (the race the view exists to close).
+const after = all('--learn-after').length ? Number(one('--learn-after')) : undefined;
+const learn = after !== undefined ? async (ruleNames, addresses, ttl) => {
+  setTimeout(() => learner.learn(ruleNames, addresses, ttl).catch(() => {}), after);
+} : async (ruleNames, addresses, ttl) => {
   await learner.learn(ruleNames, addresses, ttl);
   if (!quiet) out({ event: 'learned', rules: ruleNames, addresses: addresses.map((a) => a.address), ttl });
   if (gate && ruleNames.includes(gate)) await new Promise((r) => waiting.push(r));
 };
 // The learner's shadow may release an answer at once (addresses already committed).
-learn.covered = learner.learn.covered;
+if (after === undefined) learn.covered = learner.learn.covered;
 
 const forwarders = {};
 for (const f of all('--forward')) {
