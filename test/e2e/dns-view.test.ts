@@ -142,4 +142,23 @@ describe('dns view in the lab', () => {
     expect(after['5353']!.queries - before['5353']!.queries).toBe(1);
     expect(after['5354']!.malformed + after['5353']!.malformed).toBe(0);
   });
+
+  it('while the daemon is down (rules kept), lookups fail at once and learned addresses stay in the set', async () => {
+    const before = await setElements();
+    expect(before).toContain('203.0.113.10');
+    // The view process is ours (spawned above): stop it as a crash would.
+    view.kill('SIGKILL');
+    await new Promise((r) => view.once('exit', r));
+    const t0 = Date.now();
+    const dig = await lab.exec('client', ['dig', '+tries=1', '+time=5', 'www.watched.test']);
+    // The redirect leads to a port nothing listens on: refused, not a 5 s timeout.
+    expect(dig.stdout + dig.stderr).toMatch(/refused/i);
+    expect(Date.now() - t0).toBeLessThan(3000);
+    const t1 = Date.now();
+    const getent = await lab.exec('client', ['getent', 'ahostsv4', 'www.watched.test']);
+    expect(getent.code).not.toBe(0);
+    // resolv.conf says timeout:1 attempts:2; a refused query does not wait for either.
+    expect(Date.now() - t1).toBeLessThan(1500);
+    expect(await setElements()).toEqual(before);
+  });
 });
