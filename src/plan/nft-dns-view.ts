@@ -74,6 +74,27 @@ export function dnsViewRedirectRules(r: DnsViewRedirect): Rule[] {
   return rules;
 }
 
+// A redirect is a DNAT: conntrack marks the flow's status with it.
+// `!=` would compare the whole status word; `!` tests the bit (nft prints it so).
+const ctStatusNotDnat: Piece = { json: { match: { op: '!', left: { ct: { key: 'status' } }, right: 'dnat' } }, text: 'ct status ! dnat' };
+const drop: Piece = { json: { drop: null }, text: 'drop' };
+
+function thDports(ports: readonly number[]): Piece {
+  const right = ports.length === 1 ? ports[0] : { set: [...ports] };
+  return { json: { match: { op: '==', left: { payload: { protocol: 'th', field: 'dport' } }, right } }, text: `th dport ${ports.length === 1 ? ports[0] : `{ ${ports.join(', ')} }`}` };
+}
+
+/**
+ * Rules for a `type filter hook input priority filter` chain: the forwarder
+ * ports take only what the redirect brought, so the forwarder is never an
+ * open resolver on the node's other addresses.
+ */
+export function dnsViewInputGuard(ports: readonly number[]): Rule[] {
+  if (ports.length === 0) return [];
+  const p = [...new Set(ports)].sort((a, b) => a - b);
+  return [{ pieces: [l4protoTcpUdp, thDports(p), ctStatusNotDnat, counter, drop], comment: 'dns view: redirected queries only' }];
+}
+
 export interface SetRef { readonly family: NftFamily; readonly table: string }
 
 /** `add set` for a learned-address set: typed by family, `flags timeout`, bounded size. */

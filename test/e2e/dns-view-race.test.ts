@@ -13,7 +13,7 @@ import { join } from 'node:path';
 import { createLab, ADDR, ROOT, type Lab } from '../lab/lab.js';
 import { startDnsServer, type DnsServer, type Zone } from '../lab/dns.js';
 import { ensureBuilt } from '../unit/dist.js';
-import { dnsViewRedirectRules } from '../../src/plan/nft-dns-view.js';
+import { dnsViewInputGuard, dnsViewRedirectRules } from '../../src/plan/nft-dns-view.js';
 
 const RUN = join(ROOT, 'test/lab/dns-view-run.mjs');
 const ROTATION = [...ADDR.inet, ADDR.fallback];
@@ -48,11 +48,15 @@ beforeAll(async () => {
   lab.writeResolvConf('client', ADDR.dns);
   const redirect = dnsViewRedirectRules({ sources: { 4: [`${ADDR.client}/32`], 6: [] }, port: 5353 })
     .map((r) => r.pieces.map((p) => p.text).join(' ')).join('\n');
+  const guard = dnsViewInputGuard([5353, 5354]).map((r) => r.pieces.map((p) => p.text).join(' ')).join('\n');
   // The stand-in firewall: established flows pass, new ones only to learned addresses.
   writeFileSync(join(tmp, 'fw.nft'), `table inet erdv_fw {
   set learned4 { type ipv4_addr; flags timeout; }
   chain dns_view { type nat hook prerouting priority dstnat; policy accept;
 ${redirect}
+  }
+  chain fw_input { type filter hook input priority filter; policy accept;
+${guard}
   }
   chain fw_forward { type filter hook forward priority filter; policy accept;
     ct state established,related accept
@@ -90,6 +94,14 @@ describe('dns view against the race', () => {
     const r = await lab.exec('client', ['curl', '-sS', '-m', '2', `telnet://${ADDR.inet[1]}:80`], { input: '' });
     // curl 7: could not connect (the reset), not 28 (a timeout).
     expect(r.code, r.stderr).toBe(7);
+  });
+
+  it('the forwarder answers redirected queries only: asked directly on its port, it says nothing', async () => {
+    const direct = await lab.exec('client', ['dig', '+tries=1', '+time=1', '-p', '5353', `@${ADDR.node}`, 'rot.test']);
+    expect(direct.stdout).toMatch(/timed out|no servers could be reached/i);
+    // (A name outside the rules: nothing learned here that later tests rely on being new.)
+    const redirected = await lab.exec('client', ['dig', '+short', '+tries=1', '+time=2', 'other.test']);
+    expect(redirected.stdout.trim()).toBe(OUTSIDE);
   });
 
   it('a name whose address moves every second: 40 lookups, 40 connections at once, all allowed', async () => {

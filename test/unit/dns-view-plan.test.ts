@@ -1,6 +1,6 @@
 // The DNS view's nft pieces (pure) and the nft-backed learn hook with a fake nft.
 import { describe, expect, it } from 'vitest';
-import { dnsViewRedirectRules, learnedSet, learnElements } from '../../src/plan/nft-dns-view.js';
+import { dnsViewInputGuard, dnsViewRedirectRules, learnedSet, learnElements } from '../../src/plan/nft-dns-view.js';
 import { nftLearner, nftSessionWrite } from '../../src/engines/firewall/dns-view/learner.js';
 import type { NftSession } from '../../src/apply/nft-session.js';
 
@@ -22,6 +22,12 @@ describe('nft plan for the DNS view', () => {
       { counter: null },
       { redirect: { port: 5353 } },
     ]);
+  });
+  it('guards the forwarder ports: only redirected (dnat) flows reach them', () => {
+    const g = dnsViewInputGuard([5354, 5353, 5353]);
+    expect(g.map(line)).toEqual(['meta l4proto { tcp, udp } th dport { 5353, 5354 } ct status ! dnat counter drop comment "dns view: redirected queries only"']);
+    expect(g[0]!.pieces[2]!.json).toEqual({ match: { op: '!', left: { ct: { key: 'status' } }, right: 'dnat' } });
+    expect(dnsViewInputGuard([])).toEqual([]);
   });
   it('learned sets have timeouts; a learn is add, delete, add in one transaction', () => {
     expect(learnedSet(T, 'r2_learned4', 4).text).toBe('add set inet egress_router_firewall r2_learned4 { type ipv4_addr; flags timeout; size 65536; }');
