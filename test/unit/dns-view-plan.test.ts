@@ -106,6 +106,19 @@ describe('nft learner (fake nft)', () => {
     // A rule without sets (or a family without a set) needs nothing.
     expect(l.learn.covered!(['no.such.rule'], A, 60)).toBe(true);
   });
+  it('takes its own word for a bounded time only (trustSeconds): then writes again', async () => {
+    const lines: string[] = [];
+    const fake = { run: async (x: string) => { lines.push(x); } } as unknown as NftSession;
+    const l = nftLearner({ setsOf: (r) => sets[r], graceSeconds: 30, trustSeconds: 0.05, write: nftSessionWrite(fake, T) });
+    await l.learn(['www.foo.com'], A, 300);
+    expect(l.learn.covered!(['www.foo.com'], A, 300)).toBe(true);
+    await l.learn(['www.foo.com'], A, 300);
+    expect(lines).toHaveLength(1);
+    await new Promise((r) => setTimeout(r, 80));
+    expect(l.learn.covered!(['www.foo.com'], A, 300)).toBe(false);
+    await l.learn(['www.foo.com'], A, 300);
+    expect(lines).toHaveLength(2);
+  });
   it('a failed add fails the learn and is forgotten', async () => {
     const { l, lines, failNext } = make();
     failNext(true);

@@ -38,9 +38,16 @@ export interface NftLearnerOptions {  /** The learned sets of a rule name, per f
   readonly graceSeconds?: number;
   readonly write: ElementWrite;
   readonly maxEntries?: number;
+  /**
+   * How long the shadow's word is taken without asking the kernel again
+   * (default 10 s): if the sets were flushed behind the learner's back (a
+   * reset() forgotten), answers go out for missing addresses for at most
+   * this long.
+   */
+  readonly trustSeconds?: number;
 }
 
-interface Entry { readonly expires: number; readonly ready: Promise<void>; committed: boolean }
+interface Entry { readonly expires: number; readonly written: number; readonly ready: Promise<void>; committed: boolean }
 
 export interface NftLearner {
   readonly learn: LearnHook;
@@ -55,6 +62,7 @@ export interface NftLearner {
 export function nftLearner(o: NftLearnerOptions): NftLearner {
   const grace = o.graceSeconds ?? 30;
   const max = o.maxEntries ?? 200_000;
+  const trustMs = (o.trustSeconds ?? 10) * 1000;
   const shadow = new Map<string, Entry>();
   const counts = { transactions: 0, skipped: 0 };
 
@@ -63,8 +71,10 @@ export function nftLearner(o: NftLearnerOptions): NftLearner {
     if (shadow.size >= max) shadow.clear();
   };
 
-  // An element that outlives the new one by at least half the grace is left alone.
+  // An element that outlives the new one by at least half the grace, written
+  // recently enough to be believed, is left alone.
   const enoughFor = (ttl: number) => Date.now() + (ttl + grace / 2) * 1000;
+  const fresh = (e: Entry) => Date.now() - e.written <= trustMs;
 
   const covered: NonNullable<LearnHook['covered']> = (rules, addresses, ttl) => {
     const enough = enoughFor(ttl);
@@ -75,7 +85,7 @@ export function nftLearner(o: NftLearnerOptions): NftLearner {
         const set = sets[a.family];
         if (!set) continue;
         const e = shadow.get(`${set} ${a.address}`);
-        if (!e || !e.committed || e.expires < enough) return false;
+        if (!e || !e.committed || e.expires < enough || !fresh(e)) return false;
       }
     }
     return true;
@@ -95,7 +105,7 @@ export function nftLearner(o: NftLearnerOptions): NftLearner {
         const set = sets[a.family];
         if (!set) continue;
         const e = shadow.get(`${set} ${a.address}`);
-        if (e && e.expires >= enough) waits.push(e.ready);
+        if (e && e.expires >= enough && fresh(e)) waits.push(e.ready);
         else add.push({ set, address: a.address });
       }
     }
@@ -107,7 +117,7 @@ export function nftLearner(o: NftLearnerOptions): NftLearner {
     if (shadow.size + add.length > max) prune(now);
     counts.transactions++;
     const op = o.write(add, Math.max(1, timeout));
-    const entry: Entry = { expires, ready: op, committed: false };
+    const entry: Entry = { expires, written: now, ready: op, committed: false };
     for (const e of add) shadow.set(`${e.set} ${e.address}`, entry);
     op.then(() => { entry.committed = true; }, () => {
       for (const e of add) { const k = `${e.set} ${e.address}`; if (shadow.get(k) === entry) shadow.delete(k); }
