@@ -7,3 +7,4 @@ export { DnsViewForwarder, type DnsViewOptions, type LearnHook, type LearnedAddr
 export type { DnsViewStats } from './stats.js';
 export type { Server } from './upstream.js';
 export { netlinkWrite, nftLearner, nftSessionWrite, type ElementWrite, type NftLearner, type NftLearnerOptions } from './learner.js';
+export { DnsView, type DnsViewConfig, type SetsOf } from './view.js';
