@@ -8,6 +8,7 @@
  *   put a learn() call's addresses in them with timeout = TTL + grace.
  */
 import type { NftFamily, Piece, Rule } from './nft.js';
+import type { Verdict } from './nft-tx.js';
 
 export type Family = 4 | 6;
 
@@ -106,7 +107,8 @@ export function learnedSet(t: SetRef, name: string, family: Family, size = 65536
   };
 }
 
-export interface LearnedElement { readonly set: string; readonly address: string }
+/** An element the view learns: an address in a set, or in a verdict map with the rule deciding it. */
+export interface LearnedElement { readonly set: string; readonly address: string; readonly verdict?: Verdict }
 
 /**
  * Commands that (re)set `elements` with a timeout of `timeoutSeconds`, as one
@@ -117,18 +119,21 @@ export interface LearnedElement { readonly set: string; readonly address: string
  */
 export function learnElements(t: SetRef, elements: readonly LearnedElement[], timeoutSeconds: number): { json: unknown[]; text: string } {
   const timeout = Math.max(1, Math.ceil(timeoutSeconds));
-  const bySet = new Map<string, string[]>();
+  const bySet = new Map<string, LearnedElement[]>();
   for (const e of elements) {
     const l = bySet.get(e.set);
-    if (l) { if (!l.includes(e.address)) l.push(e.address); } else bySet.set(e.set, [e.address]);
+    if (l) { if (!l.some((x) => x.address === e.address)) l.push(e); } else bySet.set(e.set, [e]);
   }
   const json: unknown[] = [];
   const text: string[] = [];
-  for (const [set, addrs] of bySet) {
+  const vJson = (v: Verdict) => (typeof v === 'string' ? { [v]: null } : 'goto' in v ? { goto: { target: v.goto } } : { jump: { target: v.jump } });
+  const vText = (v: Verdict) => (typeof v === 'string' ? v : 'goto' in v ? `goto ${v.goto}` : `jump ${v.jump}`);
+  for (const [set, es] of bySet) {
+    const addrs = es.map((e) => e.address);
     const ref = { family: t.family, table: t.table, name: set };
-    const timed = addrs.map((a) => ({ elem: { val: a, timeout } }));
+    const timed = es.map((e) => (e.verdict ? [{ elem: { val: e.address, timeout } }, vJson(e.verdict)] : { elem: { val: e.address, timeout } }));
     json.push({ add: { element: { ...ref, elem: timed } } }, { delete: { element: { ...ref, elem: addrs } } }, { add: { element: { ...ref, elem: timed } } });
-    const withT = `{ ${addrs.map((a) => `${a} timeout ${timeout}s`).join(', ')} }`;
+    const withT = `{ ${es.map((e) => `${e.address} timeout ${timeout}s${e.verdict ? ` : ${vText(e.verdict)}` : ''}`).join(', ')} }`;
     const at = `${t.family} ${t.table} ${set}`;
     text.push(`add element ${at} ${withT}`, `delete element ${at} { ${addrs.join(', ')} }`, `add element ${at} ${withT}`);
   }

@@ -15,6 +15,7 @@
 import { learnElements, type LearnedElement, type SetRef } from '../../../plan/nft-dns-view.js';
 import type { NftElementWriter } from '../../../apply/nft-netlink.js';
 import type { NftSession } from '../../../apply/nft-session.js';
+import type { Verdict } from '../../../plan/nft-tx.js';
 import type { LearnHook } from './forwarder.js';
 
 /** Puts `elements` in their sets with `timeoutSeconds`, as one transaction; resolves once committed. */
@@ -22,18 +23,37 @@ export type ElementWrite = (elements: readonly LearnedElement[], timeoutSeconds:
 
 export function netlinkWrite(w: NftElementWriter): ElementWrite {
   return (elements, timeoutSeconds) => {
-    const bySet = new Map<string, string[]>();
-    for (const e of elements) (bySet.get(e.set) ?? bySet.set(e.set, []).get(e.set)!).push(e.address);
-    return w.write([...bySet].map(([set, addresses]) => ({ set, addresses, timeoutMs: timeoutSeconds * 1000 })));
+    // One write per set and verdict (a verdict map's elements carry theirs).
+    const groups = new Map<string, { set: string; verdict?: Verdict; addresses: string[] }>();
+    for (const e of elements) {
+      const k = `${e.set} ${verdictKey(e.verdict)}`;
+      const g = groups.get(k) ?? groups.set(k, { set: e.set, verdict: e.verdict, addresses: [] }).get(k)!;
+      g.addresses.push(e.address);
+    }
+    return w.write([...groups.values()].map((g) => ({ ...g, timeoutMs: timeoutSeconds * 1000 })));
   };
 }
+
+const verdictKey = (v: Verdict | undefined): string => (v === undefined ? '' : typeof v === 'string' ? v : 'goto' in v ? `goto:${v.goto}` : `jump:${v.jump}`);
+const verdictOfKey = (k: string): Verdict | undefined => {
+  if (k === '') return undefined;
+  if (k === 'accept' || k === 'drop') return k;
+  const [kind, chain] = k.split(':') as [string, string];
+  return kind === 'goto' ? { goto: chain } : { jump: chain };
+};
 
 export function nftSessionWrite(s: NftSession, table: SetRef): ElementWrite {
   return (elements, timeoutSeconds) => s.run(learnElements(table, elements, timeoutSeconds).text);
 }
 
-export interface NftLearnerOptions {  /** The learned sets of a rule name, per family (a family without a set is not learned). */
-  setsOf(rule: string): { readonly 4?: string; readonly 6?: string } | undefined;
+/** Where an answer's address goes: sets or verdict-map elements (the firewall's learned maps, with the deciding rule). */
+export type TargetsOf = (rules: readonly string[], address: string, family: 4 | 6) => ReadonlyArray<{ readonly set: string; readonly verdict?: Verdict }>;
+
+export interface NftLearnerOptions {
+  /** The learned sets of a rule name, per family (a family without a set is not learned). */
+  setsOf?(rule: string): { readonly 4?: string; readonly 6?: string } | undefined;
+  /** Instead of setsOf: the elements for an address given every rule name the answer matched (first match decided by the caller). */
+  targetsOf?: TargetsOf;
   /** Seconds added to the answer's TTL (EGRESS_FIREWALL_DNS_GRACE, default 30). */
   readonly graceSeconds?: number;
   readonly write: ElementWrite;
@@ -76,17 +96,34 @@ export function nftLearner(o: NftLearnerOptions): NftLearner {
   const enoughFor = (ttl: number) => Date.now() + (ttl + grace / 2) * 1000;
   const fresh = (e: Entry) => Date.now() - e.written <= trustMs;
 
-  const covered: NonNullable<LearnHook['covered']> = (rules, addresses, ttl) => {
-    const enough = enoughFor(ttl);
+  // The elements an answer puts in the kernel, as shadow keys "set address verdict".
+  const targets = (rules: readonly string[], addresses: readonly { address: string; family: 4 | 6 }[]): string[] => {
+    const out: string[] = [];
+    if (o.targetsOf) {
+      for (const a of addresses) for (const t of o.targetsOf(rules, a.address, a.family)) out.push(`${t.set} ${a.address} ${verdictKey(t.verdict)}`);
+      return out;
+    }
     for (const rule of rules) {
-      const sets = o.setsOf(rule);
+      const sets = o.setsOf?.(rule);
       if (!sets) continue;
       for (const a of addresses) {
         const set = sets[a.family];
-        if (!set) continue;
-        const e = shadow.get(`${set} ${a.address}`);
-        if (!e || !e.committed || e.expires < enough || !fresh(e)) return false;
+        if (set) out.push(`${set} ${a.address} `);
       }
+    }
+    return out;
+  };
+  const parse = (k: string): LearnedElement => {
+    const [set, address, v] = k.split(' ') as [string, string, string];
+    const verdict = verdictOfKey(v);
+    return verdict === undefined ? { set, address } : { set, address, verdict };
+  };
+
+  const covered: NonNullable<LearnHook['covered']> = (rules, addresses, ttl) => {
+    const enough = enoughFor(ttl);
+    for (const k of targets(rules, addresses)) {
+      const e = shadow.get(k);
+      if (!e || !e.committed || e.expires < enough || !fresh(e)) return false;
     }
     return true;
   };
@@ -96,18 +133,12 @@ export function nftLearner(o: NftLearnerOptions): NftLearner {
     const timeout = ttl + grace;
     const expires = now + timeout * 1000;
     const enough = enoughFor(ttl);
-    const add: LearnedElement[] = [];
+    const add: string[] = [];
     const waits: Promise<void>[] = [];
-    for (const rule of rules) {
-      const sets = o.setsOf(rule);
-      if (!sets) continue;
-      for (const a of addresses) {
-        const set = sets[a.family];
-        if (!set) continue;
-        const e = shadow.get(`${set} ${a.address}`);
-        if (e && e.expires >= enough && fresh(e)) waits.push(e.ready);
-        else add.push({ set, address: a.address });
-      }
+    for (const k of targets(rules, addresses)) {
+      const e = shadow.get(k);
+      if (e && e.expires >= enough && fresh(e)) waits.push(e.ready);
+      else if (!add.includes(k)) add.push(k);
     }
     if (add.length === 0) {
       counts.skipped++;
@@ -116,11 +147,11 @@ export function nftLearner(o: NftLearnerOptions): NftLearner {
     }
     if (shadow.size + add.length > max) prune(now);
     counts.transactions++;
-    const op = o.write(add, Math.max(1, timeout));
+    const op = o.write(add.map(parse), Math.max(1, timeout));
     const entry: Entry = { expires, written: now, ready: op, committed: false };
-    for (const e of add) shadow.set(`${e.set} ${e.address}`, entry);
+    for (const k of add) shadow.set(k, entry);
     op.then(() => { entry.committed = true; }, () => {
-      for (const e of add) { const k = `${e.set} ${e.address}`; if (shadow.get(k) === entry) shadow.delete(k); }
+      for (const k of add) if (shadow.get(k) === entry) shadow.delete(k);
     });
     await Promise.all([op, ...waits]);
   };
@@ -135,8 +166,7 @@ export function nftLearner(o: NftLearnerOptions): NftLearner {
       const out: Array<LearnedElement & { remainingSeconds: number }> = [];
       for (const [k, e] of shadow) {
         if (e.expires <= now) continue;
-        const cut = k.indexOf(' ');
-        out.push({ set: k.slice(0, cut), address: k.slice(cut + 1), remainingSeconds: Math.ceil((e.expires - now) / 1000) });
+        out.push({ ...parse(k), remainingSeconds: Math.ceil((e.expires - now) / 1000) });
       }
       return out;
     },

@@ -11,7 +11,7 @@ import { NftElementWriter } from '../../../apply/nft-netlink.js';
 import type { NftFamily, Rule } from '../../../plan/nft.js';
 import { dnsViewInputGuard, dnsViewRedirectRules, type LearnedElement } from '../../../plan/nft-dns-view.js';
 import { DnsViewForwarder, type DnsViewOptions } from './forwarder.js';
-import { netlinkWrite, nftLearner, type ElementWrite, type NftLearner } from './learner.js';
+import { netlinkWrite, nftLearner, type ElementWrite, type NftLearner, type TargetsOf } from './learner.js';
 import { compileMatcher } from './match.js';
 import type { DnsViewStats } from './stats.js';
 import type { Server } from './upstream.js';
@@ -31,6 +31,8 @@ export interface DnsViewConfig {
   /** The policy's dnsName rules (names and `*.` wildcards) and each rule's learned sets. */
   readonly ruleNames: readonly string[];
   readonly setsOf: SetsOf;
+  /** Instead of setsOf: elements for an address given all the rule names it matched (the firewall's learned maps). */
+  readonly targetsOf?: TargetsOf;
   readonly graceSeconds?: number;
   readonly learnTimeoutMs?: number;
   readonly logger?: Logger;
@@ -42,18 +44,24 @@ export interface DnsViewConfig {
 
 export class DnsView {
   private setsOf: SetsOf;
+  private targetsOf: TargetsOf | undefined;
 
   // forwarders[0]: the catch-all; forwarders[i + 1]: byServer[i].
   private constructor(private readonly c: DnsViewConfig, private readonly forwarders: DnsViewForwarder[],
     readonly learner: NftLearner, private readonly writer: NftElementWriter | undefined, setsOf: SetsOf) {
     this.setsOf = setsOf;
+    this.targetsOf = c.targetsOf;
   }
 
   static async start(c: DnsViewConfig): Promise<DnsView> {
     const writer = c.write ? undefined : new NftElementWriter(c.table.family, c.table.name);
     let view: DnsView | undefined;
     // setsOf through the view, so a policy change reaches the learner.
-    const learner = nftLearner({ setsOf: (r) => (view ? view.setsOf(r) : c.setsOf(r)), graceSeconds: c.graceSeconds, write: c.write ?? netlinkWrite(writer!) });
+    const learner = nftLearner({
+      setsOf: (r) => (view ? view.setsOf(r) : c.setsOf(r)),
+      targetsOf: c.targetsOf && ((rules, address, family) => (view?.targetsOf ?? c.targetsOf!)(rules, address, family)),
+      graceSeconds: c.graceSeconds, write: c.write ?? netlinkWrite(writer!),
+    });
     const matcher = compileMatcher(c.ruleNames);
     const forwarders: DnsViewForwarder[] = [];
     const targets: Array<[number, Server[]]> = [[c.port, [...c.nameservers]], ...(c.byServer ?? []).map((s) => [s.port, [{ address: s.address, port: s.serverPort ?? 53 }]] as [number, Server[]])];
@@ -88,8 +96,9 @@ export class DnsView {
   }
 
   /** A policy change: the next answers are matched against these rules and learned into these sets. */
-  setPolicy(ruleNames: readonly string[], setsOf: SetsOf): void {
+  setPolicy(ruleNames: readonly string[], setsOf: SetsOf, targetsOf?: TargetsOf): void {
     this.setsOf = setsOf;
+    if (targetsOf) this.targetsOf = targetsOf;
     const m = compileMatcher(ruleNames);
     for (const f of this.forwarders) f.setMatcher(m);
   }
