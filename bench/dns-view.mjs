@@ -109,13 +109,14 @@ function pairedLatency(targets, name) {
 async function main() {
   run(['ip', 'netns', 'add', NS]);
   run(['ip', '-n', NS, 'link', 'set', 'lo', 'up']);
-  run(inNs(['nft', 'add table inet erbv; add set inet erbv l4 { type ipv4_addr; flags timeout; size 65536; }; add set inet erbv n4 { type ipv4_addr; flags timeout; size 65536; }; add set inet erbv l6 { type ipv6_addr; flags timeout; size 65536; }']));
+  // As in the firewall: learned addresses go to verdict maps (flags timeout), each element with its rule's chain.
+  run(inNs(['nft', 'add table inet erbv; add chain inet erbv r; add map inet erbv l4 { type ipv4_addr : verdict; flags timeout; size 65536; }; add map inet erbv n4 { type ipv4_addr : verdict; flags timeout; size 65536; }; add map inet erbv l6 { type ipv6_addr : verdict; flags timeout; size 65536; }']));
   const records = [];
   for (let k = 0; k < N; k++) records.push(`--host-record=n${k}.out.bench,10.2.0.${k},300`, `--host-record=n${k}.wild.bench,10.1.0.${k},300`);
   const up = start(pin(1, ['dnsmasq', '-k', '-C', '/dev/null', '-u', 'root', `--port=${UP}`, '--listen-address=127.0.0.1', '--bind-interfaces', '--no-resolv', '--no-hosts',
     `--pid-file=${tmp}/up.pid`, ...records]));
   const runView = (port, set, grace) => start(pin(0, [process.execPath, RUN, '--forward', `${port}=127.0.0.1#${UP}`, '--rules', '*.wild.bench', '--table', 'inet/erbv',
-    '--set4', set, '--set6', 'l6', '--grace', String(grace), '--quiet', '--sockets', process.env.BENCH_VIEW_SOCKETS ?? '4']));
+    '--set4', set, '--set6', 'l6', '--verdict', 'r', '--grace', String(grace), '--quiet', '--sockets', process.env.BENCH_VIEW_SOCKETS ?? '4']));
   const view = runView(5301, 'l4', 30);
   const viewNft = runView(5305, 'n4', 0);
   // Forwarders as alike as dnsmasq allows: no cache (the view has none), 1024 queries in flight (the view's cap).

@@ -2,6 +2,7 @@
 //   node dns-view-run.mjs --forward PORT=UPSTREAM[,UPSTREAM] ... --rules NAME,NAME
 //        --table inet/TABLE --set4 NAME --set6 NAME [--gate RULE] [--timeout MS]
 //        [--grace S] [--quiet] [--writer netlink|nft] [--sockets N] [--learn-after MS]
+//        [--verdict CHAIN] (the sets are verdict maps: elements `: goto CHAIN`, as the firewall's learned maps)
 //        (UPSTREAM is ADDR or ADDR#PORT)
 // Prints JSON lines: {"event":"ready"}, {"event":"learned",rules,addresses,ttl}
 // once nft acknowledged an add. With --gate RULE, a learn for that rule then
@@ -30,7 +31,9 @@ const out = (o) => process.stdout.write(JSON.stringify(o) + '\n');
 const session = one('--writer', 'netlink') === 'nft' ? new NftSession() : undefined;
 const writer = session ? undefined : new NftElementWriter(family, table);
 const write = session ? view.nftSessionWrite(session, { family, table }) : view.netlinkWrite(writer);
-const learner = view.nftLearner({ setsOf: () => ({ 4: set4, 6: set6 }), graceSeconds: Number(one('--grace', 30)), write });
+const verdict = one('--verdict');
+const targetsOf = verdict ? (_rules, _address, fam) => [{ set: fam === 4 ? set4 : set6, verdict: { goto: verdict } }] : undefined;
+const learner = view.nftLearner({ setsOf: () => ({ 4: set4, 6: set6 }), targetsOf, graceSeconds: Number(one('--grace', 30)), write });
 const waiting = [];
 // --learn-after MS: release the answer at once and update the set MS later,
 // as a resolver-watching controller would (the race the view exists to close).
