@@ -13,14 +13,13 @@ import { join } from 'node:path';
 import { createLab, ADDR, ROOT, type Lab } from '../lab/lab.js';
 import { startDnsServer, type DnsServer, type Zone } from '../lab/dns.js';
 import { ensureBuilt } from '../unit/dist.js';
+import { resolveAndConnect as CLIENT_LOOP, ROTATION, rotatingZone } from '../lab/firewall.js';
 import { dnsViewInputGuard, dnsViewRedirectRules } from '../../src/plan/nft-dns-view.js';
 
 const RUN = join(ROOT, 'test/lab/dns-view-run.mjs');
-const ROTATION = [...ADDR.inet, ADDR.fallback];
 const OUTSIDE = '203.0.113.77';
 const WILD = '203.0.113.78';
-const zoneAt = (i: number): Zone => ({
-  'rot.test': { A: [ROTATION[i % ROTATION.length]!], ttl: 1 },
+const zoneAt = (i: number): Zone => rotatingZone(i, {
   'other.test': { A: [OUTSIDE], ttl: 30 },
   'new.wild.test': { A: [WILD], ttl: 30 },
 });
@@ -31,13 +30,6 @@ let view: ChildProcessWithoutNullStreams;
 let viewOut = '';
 const tmp = mkdtempSync(join(tmpdir(), 'erdv-race-'));
 
-/** Resolve through the client's resolv.conf (getent), then connect at once; prints "ok|fail <addr> <banner>". */
-const CLIENT_LOOP = (name: string, n: number) => `
-for i in $(seq ${n}); do
-  a=$(getent ahostsv4 ${name} | head -1 | cut -d' ' -f1)
-  if b=$(curl -sS -m 2 telnet://$a:80 </dev/null 2>&1); then echo "ok $a $b"; else echo "fail $a $b"; fi
-  sleep 0.1
-done`;
 
 beforeAll(async () => {
   await ensureBuilt();

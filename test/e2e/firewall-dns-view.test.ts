@@ -17,20 +17,18 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createLab, ADDR, type Lab } from '../lab/lab.js';
 import { startDnsServer, type DnsServer, type Zone } from '../lab/dns.js';
-import { allow, deny, listTable, logLines, policyYaml, routeThroughNode, until } from '../lab/firewall.js';
+import { allow, deny, listTable, logLines, policyYaml, resolveAndConnect as CLIENT_LOOP, ROTATION, rotatingZone, routeThroughNode, until } from '../lab/firewall.js';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { BIN, ensureBuilt } from '../unit/dist.js';
 
 const TABLE = 'egress_router_firewall';
-const ROTATION = [...ADDR.inet, ADDR.fallback];
 const OUTSIDE = '198.51.100.77';
 const WILD = '198.51.100.78';
 const WILD_TCP = '198.51.100.79';
 const WILD_ORDER = '198.51.100.80';
-const zoneAt = (i: number): Zone => ({
-  'rot.test': { A: [ROTATION[i % ROTATION.length]!], ttl: 1 },
+const zoneAt = (i: number): Zone => rotatingZone(i, {
   'other.test': { A: [OUTSIDE], ttl: 30 },
   'new.wild.test': { A: [WILD], ttl: 30 },
   'tcp.wild.test': { A: [WILD_TCP], ttl: 30 },
@@ -41,13 +39,6 @@ const POLICY = policyYaml([allow('rot.test'), allow('*.wild.test'), deny('0.0.0.
 // Without the view a wildcard is refused: the same policy minus that rule.
 const POLICY_OFF = policyYaml([allow('rot.test'), deny('0.0.0.0/0')]);
 
-/** Resolve through the client's resolv.conf (getent), then connect at once; prints "ok|fail <addr> <banner>". */
-const CLIENT_LOOP = (name: string, n: number) => `
-for i in $(seq ${n}); do
-  a=$(getent ahostsv4 ${name} | head -1 | cut -d' ' -f1)
-  if b=$(curl -sS -m 2 telnet://$a:80 </dev/null 2>&1); then echo "ok $a $b"; else echo "fail $a $b"; fi
-  sleep 0.1
-done`;
 
 describe('firewall with the DNS view', () => {
   let lab: Lab;
