@@ -128,3 +128,27 @@ describe('nft learner (fake nft)', () => {
     expect(lines).toHaveLength(2);
   });
 });
+
+describe('nft learner with targetsOf (the firewall\'s learned maps)', () => {
+  it('writes each address with the verdict targetsOf gives, in one transaction; covered and snapshot know the verdict', async () => {
+    const writes: Array<{ elements: unknown; timeout: number }> = [];
+    const l = nftLearner({
+      graceSeconds: 30, write: async (elements, timeout) => { writes.push({ elements, timeout }); },
+      targetsOf: (rules, address) => (rules.includes('*.example.com') ? [{ set: 'p0_learned4', verdict: { goto: address.startsWith('1.2.3.') ? 'p0_r1' : 'p0_r2' } }] : []),
+    });
+    const addrs = [{ address: '1.2.3.4', family: 4 as const }, { address: '5.6.7.8', family: 4 as const }];
+    await l.learn(['*.example.com'], addrs, 60);
+    expect(writes).toEqual([{ timeout: 90, elements: [
+      { set: 'p0_learned4', address: '1.2.3.4', verdict: { goto: 'p0_r1' } }, { set: 'p0_learned4', address: '5.6.7.8', verdict: { goto: 'p0_r2' } }] }]);
+    expect(l.learn.covered!(['*.example.com'], addrs, 60)).toBe(true);
+    expect(l.snapshot().map((e) => [e.address, e.verdict])).toEqual([['1.2.3.4', { goto: 'p0_r1' }], ['5.6.7.8', { goto: 'p0_r2' }]]);
+    // Names targetsOf places nowhere write nothing.
+    await l.learn(['other.com'], addrs, 60);
+    expect(writes).toHaveLength(1);
+  });
+  it('learnElements renders map elements with their verdicts (JSON and text)', () => {
+    const r = learnElements(T, [{ set: 'm4', address: '192.0.2.1', verdict: { goto: 'p0_r2' } }], 31);
+    expect(r.text).toBe('add element inet egress_router_firewall m4 { 192.0.2.1 timeout 31s : goto p0_r2 }; delete element inet egress_router_firewall m4 { 192.0.2.1 }; add element inet egress_router_firewall m4 { 192.0.2.1 timeout 31s : goto p0_r2 }');
+    expect(r.json[0]).toEqual({ add: { element: { family: 'inet', table: 'egress_router_firewall', name: 'm4', elem: [[{ elem: { val: '192.0.2.1', timeout: 31 } }, { goto: { target: 'p0_r2' } }]] } } });
+  });
+});
