@@ -17,6 +17,7 @@ import type { ViewHandle } from '../../src/engines/firewall/view.js';
 import type { DnsViewConfig } from '../../src/engines/firewall/dns-view/view.js';
 import { newStats } from '../../src/engines/firewall/dns-view/stats.js';
 import { EventEmitter } from 'node:events';
+import { Transaction } from '../../src/plan/nft-tx.js';
 
 const doc = (egress: unknown[]) => JSON.stringify({ kind: 'EgressNetworkPolicy', apiVersion: 'v1', metadata: { name: 'default' }, spec: { egress } });
 const P1 = doc([{ type: 'Allow', to: { cidrSelector: '1.2.3.0/24' } }, { type: 'Allow', to: { dnsName: '*.example.com' } }, { type: 'Deny', to: { cidrSelector: '0.0.0.0/0' } }]);
@@ -35,17 +36,25 @@ class FakeView implements ViewHandle {
   async close() { this.events.push('close'); }
 }
 
-function setup() {
+class FakeName extends EventEmitter {
+  addresses: readonly string[] = [];
+  async start() {}
+  stop() {}
+  set(a: readonly string[]) { this.addresses = a; this.emit('change', a); }
+}
+
+function setup(text = P1) {
   const nft = new FakeNft();
-  let policy = P1;
+  let policy = text;
   let view: FakeView | undefined;
+  const names = new Map<string, FakeName>();
   const log = createLogger({ level: 'info', destination: { write: () => {} } });
   const engine = new FirewallEngine({
-    config: cfgOf(P1), reload: () => cfgOf(policy), nameservers: ['203.0.113.53'], log, nft,
-    names: () => Object.assign(new EventEmitter(), { addresses: [], start: async () => {}, stop: () => {} }),
+    config: cfgOf(text), reload: () => cfgOf(policy), nameservers: ['203.0.113.53'], log, nft,
+    names: (name) => { const n = new FakeName(); names.set(name, n); return n; },
     startView: async (c) => (view = new FakeView(c)),
   });
-  return { nft, engine, view: () => view!, setPolicy: (t: string) => { policy = t; } };
+  return { nft, engine, names, view: () => view!, setPolicy: (t: string) => { policy = t; } };
 }
 
 describe('FirewallEngine with the DNS view', () => {
@@ -79,5 +88,17 @@ describe('FirewallEngine with the DNS view', () => {
     await s.engine.stop();
     expect(s.view().events.at(-1)).toBe('close');
     expect(s.engine.viewStats()).toBeUndefined();
+  });
+  it('a resolved name taking a learned address under an earlier rule re-decides the learned element in the same transaction', async () => {
+    const s = setup(doc([{ type: 'Deny', to: { dnsName: 'bad.com' } }, { type: 'Allow', to: { dnsName: '*.example.com' } }]));
+    await s.engine.start();
+    expect(s.view().c.targetsOf!(['*.example.com'], '5.6.7.8', 4)).toEqual([{ set: 'p0_learned4', verdict: { goto: 'p0_r2' } }]);
+    s.view().live = [{ set: 'p0_learned4', address: '5.6.7.8', remainingSeconds: 20 }];
+    // What the view wrote over netlink.
+    await s.nft.run(new Transaction('inet', 'egress_router_firewall').add({ kind: 'element', set: 'p0_learned4', map: true, elements: [{ key: '5.6.7.8', verdict: { goto: 'p0_r2' }, timeout: 20 }] }));
+    s.names.get('bad.com')!.set(['5.6.7.8']);
+    await s.engine.idle();
+    const ops = s.nft.log.at(-1)!.ops.filter((o) => o.obj.kind === 'element' && o.obj.set === 'p0_learned4').map((o) => [o.verb, o.obj.kind === 'element' && o.obj.elements]);
+    expect(ops).toEqual([['delete', [{ key: '5.6.7.8' }]], ['add', [{ key: '5.6.7.8', verdict: { goto: 'p0_r1' }, timeout: 20 }]]]);
   });
 });

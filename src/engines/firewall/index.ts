@@ -147,6 +147,10 @@ export class FirewallEngine {
     if (!this.applied) { this.names.set(name, addresses); return; }
     const t0 = performance.now();
     const u = nameUpdateTx(this.input(), name, addresses, this.cfg.linear);
+    if (this.view && this.cfg.dnsView) {
+      const after = new Map(this.names).set(name, addresses);
+      this.view.redecide(this.input(), { ...this.input(), names: after }, [...u.added, ...u.removed], u.tx);
+    }
     if (u.tx.size === 0) { this.names.set(name, addresses); return; }
     try {
       await this.o.nft.run(u.tx);

@@ -9,6 +9,7 @@
 import type { FirewallConfig } from '../../config/firewall.js';
 import type { Logger } from '../../observe/log.js';
 import type { FirewallPlanInput } from '../../plan/nft-firewall.js';
+import type { Transaction } from '../../plan/nft-tx.js';
 import { learnedTargets, viewPorts, viewRuleNames, type LearnedRecord } from '../../plan/nft-firewall-view.js';
 import type { DnsViewConfig } from './dns-view/view.js';
 import type { DnsViewStats } from './dns-view/stats.js';
@@ -62,6 +63,32 @@ export class FirewallView {
       const rules = this.rulesOfRef.get(address);
       return rules ? [{ address, rules: [...rules], remainingSeconds }] : [];
     });
+  }
+
+  /**
+   * A name's resolved addresses changed (`before` → `after`): learned
+   * elements for those addresses whose deciding rule moved (the resolver now
+   * holds the address under an earlier dnsName rule, or no longer) are
+   * rewritten in the same transaction, keeping their remaining time.
+   */
+  redecide(before: FirewallPlanInput, after: FirewallPlanInput, addresses: readonly string[], tx: Transaction): void {
+    const hit = addresses.filter((a) => this.rulesOfRef.has(a));
+    if (hit.length === 0) return;
+    const left = new Map<string, number>();
+    for (const e of this.handle.learned()) if (hit.includes(e.address)) left.set(e.address, Math.max(left.get(e.address) ?? 0, e.remainingSeconds));
+    const text = (v: unknown) => JSON.stringify(v);
+    for (const a of hit) {
+      const secs = left.get(a);
+      if (!secs) continue;
+      const rules = [...this.rulesOfRef.get(a)!];
+      const was = learnedTargets(before, rules, a);
+      for (const t of learnedTargets(after, rules, a)) {
+        const w = was.find((x) => x.set === t.set);
+        if (w && text(w.verdict) === text(t.verdict)) continue;
+        if (w) tx.delete({ kind: 'element', set: t.set, map: true, elements: [{ key: a }] });
+        tx.add({ kind: 'element', set: t.set, map: true, elements: [{ key: a, verdict: t.verdict, timeout: secs }] });
+      }
+    }
   }
 
   /** The table was replaced with the carried elements: the learner's shadow named the old sets. */
