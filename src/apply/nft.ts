@@ -35,6 +35,13 @@ export async function nftHas(family: string, table: string, chain?: string): Pro
   return (await run('nft', args)).code === 0;
 }
 
+/** `nft -j list table` as its list of objects, or undefined when the table does not exist. */
+export async function listTableJson(family: string, table: string): Promise<unknown[] | undefined> {
+  const r = await run('nft', ['-j', 'list', 'table', family, table]);
+  if (r.code !== 0) return undefined;
+  return (JSON.parse(r.stdout) as { nftables: unknown[] }).nftables;
+}
+
 export async function deleteTable(family: string, table: string): Promise<void> {
   if (await nftHas(family, table)) await applyNft({ nftables: [{ delete: { table: { family, name: table } } }] });
 }

@@ -108,6 +108,10 @@ export function registerFirewall(program: Command, ctx: () => CliContext): void 
         nft: kernelNft, names: dnsNameSource(resolv), flows: conntrackFlows,
         // --once leaves no daemon behind to answer redirected DNS: the view's rules are left out then.
         startView: flags.once ? undefined : async (v) => (await import('../engines/firewall/dns-view/view.js')).DnsView.start(v),
+        readLearned: async () => {
+          const [{ listTableJson }, { learnedFromTable }] = await Promise.all([import('../apply/nft.js'), import('../plan/nft-firewall-view.js')]);
+          return learnedFromTable((await listTableJson('inet', cfg.table)) ?? []);
+        },
       });
       await engine.start();
       if (flags.once) { engine.stop(); return; }

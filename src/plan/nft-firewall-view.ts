@@ -104,3 +104,32 @@ export function viewChains(input: FirewallPlanInput): Array<Chain | RegularChain
     { name: VIEW_INPUT_CHAIN, type: 'filter', hook: 'input', priority: 0, rules: dnsViewInputGuard([v.port, ...v.byServer.map((s) => s.port)]) },
   ];
 }
+
+/**
+ * Learned elements of a running table (`nft -j list table`), for a restarted
+ * daemon to carry them into its first table: each learned-map element with
+ * its remaining time, and the rule name read back from the comment of the
+ * chain it goes to (`rule N Allow dnsName *.example.com`). Elements a CIDR
+ * rule decided have no name to carry: the new table's CIDR map decides them
+ * the same way.
+ */
+export function learnedFromTable(items: readonly unknown[]): LearnedRecord[] {
+  type Item = { rule?: { chain?: string; comment?: string }; map?: { name?: string; elem?: unknown[] } };
+  const nameOf = new Map<string, string>();
+  for (const it of items as Item[]) {
+    const m = it.rule?.comment?.match(/^rule \d+ (?:Allow|Deny) dnsName (\S+)$/);
+    if (m && it.rule?.chain) nameOf.set(it.rule.chain, m[1]!);
+  }
+  const out: LearnedRecord[] = [];
+  for (const it of items as Item[]) {
+    if (!it.map?.name || !/^p\d+_learned[46]$/.test(it.map.name)) continue;
+    for (const e of it.map.elem ?? []) {
+      const [k, v] = (Array.isArray(e) ? e : []) as [{ elem?: { val?: unknown; expires?: unknown } } | undefined, { goto?: { target?: string } } | undefined];
+      const address = k?.elem?.val;
+      const secs = Number(k?.elem?.expires ?? 0);
+      const rule = v?.goto?.target && nameOf.get(v.goto.target);
+      if (typeof address === 'string' && rule && secs >= 1) out.push({ address, rules: [rule], remainingSeconds: secs });
+    }
+  }
+  return out;
+}

@@ -173,6 +173,16 @@ describe('firewall with the DNS view', () => {
     expect(logLines(fw!.output()).some((l) => l.msg === 'dns view started')).toBe(true);
   });
 
+  it('a restarted daemon carries the learned elements the previous one left into its new table', async () => {
+    fw = await start(true);
+    const map = await lab.exec('node', ['nft', 'list', 'map', 'inet', TABLE, 'p0_learned4']);
+    expect(map.stdout).toMatch(new RegExp(`${WILD.replace(/\./g, '\\.')} timeout \\S+ expires \\S+ : goto p0_r2`));
+    // And the client, holding that address from before the restart, still connects without asking again.
+    const c = await lab.exec('client', ['curl', '-sS', '-m', '2', `telnet://${WILD}:80`], { input: '' });
+    expect(c.stdout).toMatch(new RegExp(`^${WILD.replace(/\./g, '\\.')}:80 sees 10\\.128\\.0\\.20`));
+    await stop();
+  });
+
   it('the same run with the view off: the resolver alone races the client (reported)', async () => {
     fw = await start(false);
     expect(await listTable(lab, 'inet', TABLE)).not.toContain('dns_view');

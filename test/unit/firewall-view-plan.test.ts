@@ -10,7 +10,7 @@ import { describe, expect, it } from 'vitest';
 import { firewallConfig, type FirewallConfig } from '../../src/config/firewall.js';
 import { fullTableText } from '../../src/plan/nft.js';
 import { firewallPlanInput, firewallTable } from '../../src/plan/nft-firewall.js';
-import { learnedTargets, viewPorts, viewRuleNames } from '../../src/plan/nft-firewall-view.js';
+import { learnedFromTable, learnedTargets, viewPorts, viewRuleNames } from '../../src/plan/nft-firewall-view.js';
 import { compileMatcher } from '../../src/engines/firewall/dns-view/match.js';
 import { errorOf } from './config-error.js';
 
@@ -105,5 +105,19 @@ describe('the view\'s settings', () => {
       "EGRESS_FIREWALL_DNS_PORT '70000' is invalid, must be a number from 1 to 65000");
     expect(errorOf(() => config([doc([allow('*.foo.com')])], { EGRESS_FIREWALL_DNS_VIEW: '0' }))).toBe(
       'wildcard dns name is not supported as rule destination, *.foo.com');
+  });
+});
+
+describe('learned elements of a running table (a restart carries them)', () => {
+  it('read back with the rule name from the chain\'s comment; CIDR-decided and expiring ones dropped', () => {
+    const items = [
+      { map: { name: 'p0_learned4', elem: [[{ elem: { val: '5.6.7.8', timeout: 40, expires: 39 } }, { goto: { target: 'p0_r2' } }],
+        [{ elem: { val: '1.2.3.4', timeout: 40, expires: 39 } }, { goto: { target: 'p0_r1' } }],
+        [{ elem: { val: '9.9.9.9', timeout: 40, expires: 0 } }, { goto: { target: 'p0_r2' } }]] } },
+      { map: { name: 'p0_names4', elem: [['7.7.7.7', { goto: { target: 'p0_r2' } }]] } },
+      { rule: { chain: 'p0_r1', comment: 'rule 1 Allow cidrSelector 1.2.3.0/24' } },
+      { rule: { chain: 'p0_r2', comment: 'rule 2 Allow dnsName *.example.com' } },
+    ];
+    expect(learnedFromTable(items)).toEqual([{ address: '5.6.7.8', rules: ['*.example.com'], remainingSeconds: 39 }]);
   });
 });

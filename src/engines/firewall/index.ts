@@ -15,6 +15,7 @@ import { nameUpdateTx, policyNames } from '../../plan/nft-firewall-names.js';
 import { NameBook, type NameSourceFactory } from './names.js';
 import { cutDenied, type FlowTable } from './cut.js';
 import { FirewallView, type ViewStarter } from './view.js';
+import type { LearnedRecord } from '../../plan/nft-firewall-view.js';
 
 export interface FirewallEngineOptions {
   readonly config: FirewallConfig;
@@ -30,6 +31,8 @@ export interface FirewallEngineOptions {
   readonly firstLookupWaitMs?: number;
   /** Starts the DNS view when the config enables it (DnsView.start; tests give a fake). Without it the view's rules are left out. */
   readonly startView?: ViewStarter;
+  /** Learned elements of the table a previous daemon left (carried into the first table). */
+  readonly readLearned?: () => Promise<readonly LearnedRecord[]>;
 }
 
 export class FirewallEngine {
@@ -39,6 +42,8 @@ export class FirewallEngine {
   private queue: Promise<void> = Promise.resolve();
   private readonly book: NameBook;
   private view: FirewallView | undefined;
+  /** Learned elements a previous daemon left, for the first table only. */
+  private inherited: readonly LearnedRecord[] = [];
 
   constructor(private readonly o: FirewallEngineOptions) {
     this.cfg = o.config;
@@ -65,7 +70,14 @@ export class FirewallEngine {
   async start(): Promise<void> {
     await this.serial(async () => {
       // Before the table: the redirect must find the forwarders listening.
-      if (this.cfg.dnsView && this.o.startView) this.view = await FirewallView.start(this.o.startView, this.cfg, this.o.nameservers, () => this.input(), this.o.log);
+      if (this.cfg.dnsView && this.o.startView) {
+        this.view = await FirewallView.start(this.o.startView, this.cfg, this.o.nameservers, () => this.input(), this.o.log);
+        // A restart must not drop what pods were told: the previous daemon's learned elements go into the first table.
+        this.inherited = await (this.o.readLearned?.() ?? Promise.resolve([])).catch((e: Error) => {
+          this.o.log.warn({ err: e.message }, 'learned elements of the running table not read');
+          return [];
+        });
+      }
       this.names = await this.book.sync(policyNames(this.cfg), this.o.firstLookupWaitMs ?? 2000);
       await this.applyAll();
     });
@@ -128,7 +140,8 @@ export class FirewallEngine {
   private async applyAll(): Promise<void> {
     const t0 = performance.now();
     // Learned addresses live on in the new table (re-decided under its policy), in the same transaction.
-    const learned = this.view && this.cfg.dnsView ? this.view.records() : undefined;
+    const learned = this.view && this.cfg.dnsView ? [...this.inherited, ...this.view.records()] : undefined;
+    this.inherited = [];
     const input = learned ? { ...this.input(), view: { ...this.input().view!, learned } } : this.input();
     const table = (this.cfg.linear ? linearFirewallTable : firewallTable)(input);
     await this.o.nft.run(replaceTableTx(table));
