@@ -114,7 +114,7 @@ export function registerFirewall(program: Command, ctx: () => CliContext): void 
         },
       });
       await engine.start();
-      if (flags.once) { engine.stop(); return; }
+      if (flags.once) { await engine.stop(); return; }
       const unfollow = followPolicy(cfg.path, () => void engine.reload(), { digest: engine.config.digest });
       process.on('SIGHUP', () => void engine.reload(true));
       await new Promise<void>((resolve) => {
