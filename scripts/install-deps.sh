@@ -13,12 +13,16 @@ want+=(prometheus:prometheus promtool:prometheus systemd-analyze:systemd make:ma
 # Failover lab (test/e2e/failover.test.ts): VRRP, connection-state sync, the
 # systemctl stand-in's client (socat, above) and flock for the notify script.
 want+=(keepalived:keepalived conntrackd:conntrackd flock:util-linux)
+# The DNS view's end-to-end test resolves with dig (test/e2e/dns-view.test.ts).
+want+=(dig:bind9-dnsutils)
 if [[ "${1:-test}" == bench ]]; then
     want+=(haproxy:haproxy squid:squid wrk:wrk)
     # bench/churn.c: the churn benchmark's load generator.
     want+=(cc:gcc)
     # bench/firewall.mjs: bulk forwarding throughput.
     want+=(iperf3:iperf3)
+    # bench/dns-view.mjs: dnsmasq as the reference forwarder and as the upstream, dnsperf as the load.
+    want+=(dnsmasq:dnsmasq dnsperf:dnsperf)
 fi
 
 missing=()
@@ -43,7 +47,7 @@ if (( ${#missing[@]} )); then
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
     # Debian starts packaged daemons on install; the benchmarks and the
     # failover lab run their own, in their namespaces.
-    for svc in haproxy squid keepalived conntrackd; do
+    for svc in haproxy squid keepalived conntrackd dnsmasq; do
         [[ " ${missing[*]} " == *" $svc "* ]] && { service "$svc" stop >/dev/null 2>&1 || true; }
     done
 fi

@@ -35,6 +35,13 @@ export async function nftHas(family: string, table: string, chain?: string): Pro
   return (await run('nft', args)).code === 0;
 }
 
+/** `nft -j list table` as its list of objects, or undefined when the table does not exist. */
+export async function listTableJson(family: string, table: string): Promise<unknown[] | undefined> {
+  const r = await run('nft', ['-j', 'list', 'table', family, table]);
+  if (r.code !== 0) return undefined;
+  return (JSON.parse(r.stdout) as { nftables: unknown[] }).nftables;
+}
+
 export async function deleteTable(family: string, table: string): Promise<void> {
   if (await nftHas(family, table)) await applyNft({ nftables: [{ delete: { table: { family, name: table } } }] });
 }
@@ -45,29 +52,29 @@ export interface NftBackend {
 }
 
 /**
- * Element-only transactions (name updates) go over netlink (nft-elements.ts:
- * nft's cache fetch made them cost in proportion to the table); everything
- * else, and any element batch the socket cannot send, through `nft -j -f`.
- * The netlink module (a native addon) loads after the first table, off the
- * apply's path.
+ * Element-only transactions (name updates) go over netlink (nft-netlink.ts,
+ * the project's one element writer: nft's cache fetch made them cost in
+ * proportion to the table); everything else, and any element batch the
+ * socket cannot send, through `nft -j -f`. The netlink module (a native
+ * addon) loads after the first table, off the apply's path.
  */
-let elementSocket: Promise<import('./nft-elements.js').NftElementSocket> | undefined;
-const loadElementSocket = () => (elementSocket ??= import('./nft-elements.js').then((m) => new m.NftElementSocket()));
+let elementWriter: Promise<import('./nft-netlink.js').NftElementWriter> | undefined;
+const loadElementWriter = () => (elementWriter ??= import('./nft-netlink.js').then((m) => new m.NftElementWriter('inet', '')));
 
 export const kernelNft: NftBackend = {
   async run(tx) {
     if (!elementOnly(tx)) {
       await applyNft(txJson(tx));
-      void loadElementSocket().catch(() => {});
+      void loadElementWriter().catch(() => {});
       return;
     }
-    const [sock, { NftRefused }] = await Promise.all([loadElementSocket(), import('./nft-elements.js')]);
+    const [writer, { NftRefused }] = await Promise.all([loadElementWriter(), import('./nft-netlink.js')]);
     try {
-      await sock.run(tx);
+      await writer.run(tx);
     } catch (e) {
       // The kernel's own refusal is final, as nft's would be; a socket problem is not.
       if (e instanceof NftRefused) throw e;
-      sock.close();
+      writer.close();
       await applyNft(txJson(tx));
     }
   },

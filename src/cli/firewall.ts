@@ -11,19 +11,21 @@ import { targetText } from '../config/firewall-policy.js';
 import { readResolvConf } from '../dns/resolv-conf.js';
 import { deleteTableTx, fullTableText, replaceTableTx, txJson } from '../plan/nft.js';
 import { countElements, firewallPlanInput, firewallTable as planTable, linearFirewallTable } from '../plan/nft-firewall.js';
+import { viewPorts, viewRuleNames } from '../plan/nft-firewall-view.js';
 import { serviceConfig, SERVICE_VARS } from '../config/service.js';
 import { runService } from '../lifecycle/runner.js';
 import { envHelp, type CliContext } from './context.js';
 
 interface Flags {
   policy?: string; sources?: string; interface?: string; clusterCidrs?: string; maxRules?: string; table?: string;
-  once?: boolean; remove?: boolean; dnsView?: boolean; linear?: boolean; json?: boolean;
+  once?: boolean; remove?: boolean; dnsView?: boolean; dnsPort?: string; dnsGrace?: string; dnsTimeout?: string; linear?: boolean; json?: boolean;
 }
 
 const FLAG_VARS: ReadonlyArray<[keyof Flags, string]> = [
   ['policy', 'EGRESS_FIREWALL_POLICY'], ['sources', 'EGRESS_FIREWALL_SOURCES'], ['interface', 'EGRESS_FIREWALL_INTERFACE'],
   ['clusterCidrs', 'EGRESS_FIREWALL_CLUSTER_CIDRS'], ['maxRules', 'EGRESS_FIREWALL_MAX_RULES'], ['table', 'EGRESS_FIREWALL_TABLE'],
-  ['dnsView', 'EGRESS_FIREWALL_DNS_VIEW'], ['linear', 'EGRESS_FIREWALL_LINEAR'],
+  ['dnsView', 'EGRESS_FIREWALL_DNS_VIEW'], ['linear', 'EGRESS_FIREWALL_LINEAR'], ['dnsPort', 'EGRESS_FIREWALL_DNS_PORT'],
+  ['dnsGrace', 'EGRESS_FIREWALL_DNS_GRACE'], ['dnsTimeout', 'EGRESS_FIREWALL_DNS_TIMEOUT'],
 ];
 
 /** Each flag overrides its variable; boolean flags set it to '1'. */
@@ -55,6 +57,12 @@ export function firewallSummary(env: Env, nameservers = readResolvConf().nameser
   }
   for (const c of cfg.conflicts) out.push(c.message);
   out.push(`nftables: table inet ${cfg.table}, ${table.chains.length} chains, ${table.sets.length} sets, ${countElements(table)} elements`);
+  if (cfg.dnsView) {
+    const v = viewPorts(cfg.dnsPort, nameservers);
+    const names = viewRuleNames(cfg.policies);
+    out.push(`dns view: on; sources' DNS (UDP and TCP 53) redirected to port ${v.port} (to ${nameservers.join(', ') || 'no nameserver'})${v.byServer.map((s) => `, ${s.address} on ${s.port}`).join('')}; ` +
+      `${names.length} dnsName rules watched (${names.filter((n) => n.startsWith('*.')).length} wildcard); learned TTL + ${cfg.dnsGraceS} s; SERVFAIL past ${cfg.dnsTimeoutMs} ms`);
+  } else out.push('dns view: off (EGRESS_FIREWALL_DNS_VIEW=1 to enable)');
   out.push(`filtered: traffic leaving ${cfg.interface ? `through ${cfg.interface}` : 'through any interface'}; never filtered: ${[...cfg.clusterCidrs.map(cidrText), `DNS to ${nameservers.join(', ')}`].join(', ')}`);
   return out;
 }
@@ -73,6 +81,9 @@ export function registerFirewall(program: Command, ctx: () => CliContext): void 
     .option('--once', 'apply and exit')
     .option('--remove', "delete the firewall's table and exit")
     .option('--dns-view', 'enable the DNS view (EGRESS_FIREWALL_DNS_VIEW=1)')
+    .option('--dns-port <port>', "the view's catch-all forwarder port (EGRESS_FIREWALL_DNS_PORT)")
+    .option('--dns-grace <s>', 'seconds added to a learned TTL (EGRESS_FIREWALL_DNS_GRACE)')
+    .option('--dns-timeout <ms>', 'bound on the set update before SERVFAIL (EGRESS_FIREWALL_DNS_TIMEOUT)')
     .option('--linear', 'naive linear chain instead of verdict maps (EGRESS_FIREWALL_LINEAR=1)')
     .option('--json', 'render: the libnftables JSON batch')
     .addHelpText('after', envHelp({ ...FIREWALL_VARS, ...SERVICE_VARS }))
@@ -93,7 +104,7 @@ export function registerFirewall(program: Command, ctx: () => CliContext): void 
       const service = flags.once ? undefined : serviceConfig(env);
       const { startFirewallEngine } = await import('../engines/firewall/engine.js');
       if (!service) {
-        const fw = await startFirewallEngine(env, cfg, log, !!env.EGRESS_ROUTER_DEBUG);
+        const fw = await startFirewallEngine(env, cfg, log, !!env.EGRESS_ROUTER_DEBUG, true);
         return void await fw.close();
       }
       // Signals, SIGHUP reloads, following the policy, health and systemd notify: the one runner.

@@ -21,6 +21,7 @@ export const FIREWALL_VARS: Record<string, string> = {
   EGRESS_FIREWALL_DNS_VIEW: "'1' enables the DNS view (issue 11): *.domain names accepted",
   EGRESS_FIREWALL_DNS_GRACE: "seconds added to a learned address's TTL (DNS view, default 30)",
   EGRESS_FIREWALL_DNS_TIMEOUT: 'ms bound on the set update before SERVFAIL (DNS view, default 250)',
+  EGRESS_FIREWALL_DNS_PORT: "the DNS view's forwarder port for queries to any server (default 15353); the node's nameservers get the next ports, one each",
   EGRESS_ROUTER_DEBUG: 'set to log the rendered ruleset',
 };
 
@@ -55,6 +56,8 @@ export interface FirewallConfig {
   readonly dnsView: boolean;
   readonly dnsGraceS: number;
   readonly dnsTimeoutMs: number;
+  /** The view's catch-all forwarder port; per-nameserver forwarders take the ports after it. */
+  readonly dnsPort: number;
   /** Hash of the files read: an unchanged policy is not applied again. */
   readonly digest: string;
 }
@@ -112,6 +115,7 @@ export function firewallConfig(env: Env, read: PolicyReader = readPolicyFiles): 
     linear: flag(env, 'EGRESS_FIREWALL_LINEAR'), dnsView,
     dnsGraceS: intVar(env, 'EGRESS_FIREWALL_DNS_GRACE', 30, 0, 86_400),
     dnsTimeoutMs: intVar(env, 'EGRESS_FIREWALL_DNS_TIMEOUT', 250, 1, 60_000),
+    dnsPort: intVar(env, 'EGRESS_FIREWALL_DNS_PORT', 15353, 1, 65_000),
     digest: policyDigest(files),
   };
 }

@@ -26,6 +26,8 @@ export interface EngineStats {
   readonly dns?: readonly { readonly name: string; readonly lookups: number; readonly failures: number; readonly addresses: number }[];
   /** Backend addresses by state, per listener. */
   readonly backends?: readonly { readonly listener: string; readonly up: number; readonly down: number }[];
+  /** The firewall's DNS view counters by event (queries, learned, servfail_timeout, ...), plain numbers. */
+  readonly dnsView?: Readonly<Record<string, number>>;
 }
 
 export type ReloadResult =

@@ -84,6 +84,12 @@ export function createMetrics(source: MetricsSource, build: { version: string })
       g.set({ engine: e.engine, listener: b.listener, state: 'down' }, b.down);
     }
   });
+  counter('egress_router_dns_view_events_total', "The firewall's DNS view: queries, answers, learned, SERVFAILs, drops, by event.", ['engine', 'event'], (c) => {
+    for (const e of src.stats()) for (const [event, n] of Object.entries(e.stats.dnsView ?? {})) if (event !== 'in_flight') c.inc({ engine: e.engine, event }, n);
+  });
+  gauge('egress_router_dns_view_queries_in_flight', "The firewall's DNS view: queries waiting for upstream or the set update.", ['engine'], (g) => {
+    for (const e of src.stats()) if (e.stats.dnsView) g.set({ engine: e.engine }, e.stats.dnsView.in_flight ?? 0);
+  });
 
   counter('egress_router_config_reloads_total', 'Configuration reloads by result.', ['engine', 'result'], (c) => {
     for (const s of src.configs()) { c.inc({ engine: s.engine, result: 'success' }, s.reloads.success); c.inc({ engine: s.engine, result: 'failure' }, s.reloads.failure); }

@@ -36,6 +36,7 @@ import {
   addrIs, inSet, verdictPiece, vmap, type Chain, type Element, type FullTable, type NftSet, type RegularChain, type Rule,
 } from './nft.js';
 import { cidrRange, firstMatchSpans, lookupSpan, spanKey, type Span } from './first-match.js';
+import { learnedMapSet, viewChains, viewPorts, type LearnedRecord, type ViewPlan } from './nft-firewall-view.js';
 
 export interface FirewallPlanInput {
   readonly table: string;
@@ -47,11 +48,15 @@ export interface FirewallPlanInput {
   readonly nameservers: readonly string[];
   /** Current addresses of each dnsName; a name not resolved yet has none. */
   readonly names: ReadonlyMap<string, readonly string[]>;
+  /** The DNS view (issue 11): its ports, learned maps and learned elements carried over (nft-firewall-view.ts). */
+  readonly view?: ViewPlan;
 }
 
-export function firewallPlanInput(cfg: FirewallConfig, nameservers: readonly string[], names: ReadonlyMap<string, readonly string[]> = new Map()): FirewallPlanInput {
+export function firewallPlanInput(cfg: FirewallConfig, nameservers: readonly string[], names: ReadonlyMap<string, readonly string[]> = new Map(),
+  learned?: readonly LearnedRecord[]): FirewallPlanInput {
+  const view = cfg.dnsView ? { ...viewPorts(cfg.dnsPort, nameservers), learned } : undefined;
   return { table: cfg.table, interface: cfg.interface, clusterCidrs: cfg.clusterCidrs, policies: cfg.policies,
-    conflicts: cfg.conflicts, nameservers, names };
+    conflicts: cfg.conflicts, nameservers, names, view };
 }
 
 /**
@@ -168,9 +173,9 @@ function frame(input: FirewallPlanInput): { sets: NftSet[]; forward: Chain; drop
 
 export function firewallTable(input: FirewallPlanInput): FullTable {
   const { sets, forward, drops } = frame(input);
-  const chains: (Chain | RegularChain)[] = [forward, ...drops];
+  const chains: (Chain | RegularChain)[] = [forward, ...drops, ...viewChains(input)];
   input.policies.forEach((p, i) => {
-    const rules: Rule[] = [];
+    const rules: Rule[] = learnedLookups(input, i, sets);
     const hasNames = nameRules(p).length > 0;
     for (const f of policyFamilies(p)) {
       if (hasNames) {
@@ -192,9 +197,9 @@ export function firewallTable(input: FirewallPlanInput): FullTable {
 /** The naive rendering: each policy rule is one rule per family, walked in order. */
 export function linearFirewallTable(input: FirewallPlanInput): FullTable {
   const { sets, forward, drops } = frame(input);
-  const chains: (Chain | RegularChain)[] = [forward, ...drops];
+  const chains: (Chain | RegularChain)[] = [forward, ...drops, ...viewChains(input)];
   input.policies.forEach((p, i) => {
-    const rules: Rule[] = [];
+    const rules: Rule[] = learnedLookups(input, i, sets);
     for (const r of p.rules) {
       for (const f of policyFamilies(p)) {
         const to = r.to;
@@ -208,6 +213,18 @@ export function linearFirewallTable(input: FirewallPlanInput): FullTable {
     chains.push({ name: policyChain(i), rules }, ...ruleChains(i, p));
   });
   return { family: 'inet', name: input.table, sets, chains };
+}
+
+/** With the DNS view: the policy's learned maps, looked up first (their verdicts are already first-match). */
+function learnedLookups(input: FirewallPlanInput, i: number, sets: NftSet[]): Rule[] {
+  const rules: Rule[] = [];
+  for (const f of policyFamilies(input.policies[i]!)) {
+    const m = learnedMapSet(input, i, f);
+    if (!m) continue;
+    sets.push(m);
+    rules.push({ pieces: [vmap(P(f), 'daddr', m.name)], comment: 'dns view: learned addresses' });
+  }
+  return rules;
 }
 
 export function countElements(t: FullTable): number {

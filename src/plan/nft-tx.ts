@@ -68,7 +68,7 @@ export class Transaction {
   get size(): number { return this.ops.length; }
 }
 
-/** True when every verb is an element add/delete of single addresses (what apply/nft-elements.ts sends over netlink). */
+/** True when every verb is an element add/delete of single addresses (what apply/nft-netlink.ts sends over netlink). */
 export function elementOnly(tx: Transaction): boolean {
   return tx.size > 0 && tx.ops.every((o) => o.obj.kind === 'element' && o.verb !== 'flush' && o.obj.elements.every((e) => !/[-/]/.test(e.key)));
 }

@@ -5,7 +5,9 @@
 //   {"name.example": {"A": ["1.2.3.4"], "AAAA": [], "ttl": 5,
 //                     "truncate": true,   // UDP answers carry TC and no records: forces TCP
 //                     "delayMs": 200,     // answer late (slow name)
-//                     "rcode": "SERVFAIL"}}  // answer with this rcode
+//                     "rcode": "SERVFAIL",   // answer with this rcode
+//                     "CNAME": "other.name"}} // alias: the answer follows the chain in the zone
+// A query with an EDNS OPT record gets one back (payload size 1232).
 // Names not in the zone get NXDOMAIN. Each query prints
 // "query <name> <type> <udp|tcp>" on stdout, so tests can see what was asked.
 import dgram from 'node:dgram';
@@ -58,15 +60,26 @@ function answer(query, proto) {
   const base = { id: query.id, type: 'response', flags: dnsPacket.RECURSION_DESIRED | dnsPacket.RECURSION_AVAILABLE, questions: query.questions ?? [] };
   if (!q) return withRcode(base, 'FORMERR');
   process.stdout.write(`query ${q.name} ${q.type} ${proto}\n`);
-  const rec = lookup(q.name);
-  if (!rec) return withRcode(base, 'NXDOMAIN');
-  if (rec.rcode) return withRcode(base, rec.rcode);
+  const opt = (query.additionals ?? []).some((r) => r.type === 'OPT');
+  const additionals = opt ? [{ type: 'OPT', name: '.', udpPayloadSize: 1232, flags: 0, options: [] }] : [];
+  let rec = lookup(q.name);
+  if (!rec) return { ...withRcode(base, 'NXDOMAIN'), additionals };
+  if (rec.rcode) return { ...withRcode(base, rec.rcode), additionals };
   if (rec.truncate && proto === 'udp') {
-    return { ...base, flags: base.flags | dnsPacket.TRUNCATED_RESPONSE, answers: [] };
+    return { ...base, flags: base.flags | dnsPacket.TRUNCATED_RESPONSE, answers: [], additionals };
   }
-  const ttl = rec.ttl ?? 5;
-  const data = q.type === 'A' || q.type === 'AAAA' ? (rec[q.type] ?? []) : [];
-  return { ...base, answers: data.map((d) => ({ type: q.type, name: q.name, class: 'IN', ttl, data: d })) };
+  const answers = [];
+  let owner = q.name;
+  // Aliases: CNAME records down the chain, then the final name's addresses.
+  for (let hops = 0; rec?.CNAME && hops < 8; hops++) {
+    answers.push({ type: 'CNAME', name: owner, class: 'IN', ttl: rec.ttl ?? 5, data: rec.CNAME });
+    owner = rec.CNAME;
+    rec = lookup(owner);
+  }
+  const ttl = rec?.ttl ?? 5;
+  const data = rec && (q.type === 'A' || q.type === 'AAAA') ? (rec[q.type] ?? []) : [];
+  for (const d of data) answers.push({ type: q.type, name: owner, class: 'IN', ttl, data: d });
+  return { ...base, answers, additionals };
 }
 
 function delayFor(query) {

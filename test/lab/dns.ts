@@ -20,6 +20,8 @@ export interface ZoneRecord {
   truncate?: boolean;
   delayMs?: number;
   rcode?: string;
+  /** Alias: answers follow the chain through the zone. */
+  CNAME?: string;
 }
 export type Zone = Record<string, ZoneRecord>;
 

@@ -153,3 +153,15 @@ export async function listTable(lab: Lab, family: string, table: string): Promis
   const r = await lab.exec('node', ['nft', 'list', 'table', family, table]);
   return r.code === 0 ? r.stdout : '';
 }
+
+/** The DNS view's race (issue 11): rot.test's single A record moves among four servers, TTL 1. */
+export const ROTATION = [...ADDR.inet, ADDR.fallback];
+export const rotatingZone = <Z>(i: number, rest: Z) => ({ 'rot.test': { A: [ROTATION[i % ROTATION.length]!], ttl: 1 }, ...rest });
+
+/** Resolve through the namespace's resolv.conf (getent), then connect at once; prints "ok|fail <addr> <banner>" per try. */
+export const resolveAndConnect = (name: string, n: number) => `
+for i in $(seq ${n}); do
+  a=$(getent ahostsv4 ${name} | head -1 | cut -d' ' -f1)
+  if b=$(curl -sS -m 2 telnet://$a:80 </dev/null 2>&1); then echo "ok $a $b"; else echo "fail $a $b"; fi
+  sleep 0.1
+done`;

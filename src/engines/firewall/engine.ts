@@ -15,7 +15,7 @@ import { errorLine, type Engine, type EngineStats } from '../../lifecycle/engine
 import type { Logger } from '../../observe/log.js';
 import { run } from '../../apply/run.js';
 
-export async function startFirewallEngine(env: Env, cfg: FirewallConfig, log: Logger, debug: boolean): Promise<Engine> {
+export async function startFirewallEngine(env: Env, cfg: FirewallConfig, log: Logger, debug: boolean, once = false): Promise<Engine> {
   const [{ FirewallEngine }, { dnsNameSource }, { conntrackFlows }, { kernelNft }] = await Promise.all([
     import('./index.js'), import('./names.js'), import('../../apply/conntrack.js'), import('../../apply/nft.js'),
   ]);
@@ -23,6 +23,12 @@ export async function startFirewallEngine(env: Env, cfg: FirewallConfig, log: Lo
   const fw = new FirewallEngine({
     config: cfg, reload: () => firewallConfig(env), nameservers: resolv.nameservers, log, debug,
     nft: kernelNft, names: dnsNameSource(resolv), flows: conntrackFlows,
+    // --once leaves no daemon behind to answer redirected DNS: the view's rules are left out then.
+    startView: once ? undefined : async (v) => (await import('./dns-view/view.js')).DnsView.start(v),
+    readLearned: async () => {
+      const [{ listTableJson }, { learnedFromTable }] = await Promise.all([import('../../apply/nft.js'), import('../../plan/nft-firewall-view.js')]);
+      return learnedFromTable((await listTableJson('inet', cfg.table)) ?? []);
+    },
   });
   await fw.start();
   const folder = (() => { try { return statSync(cfg.path).isDirectory(); } catch { return false; } })();
@@ -49,9 +55,9 @@ export async function startFirewallEngine(env: Env, cfg: FirewallConfig, log: Lo
       return { ok: true, summary: `${next.policies.length} policies, ${rules} rules` };
     },
     missing: () => [],
-    stats: () => decisions(fw.config),
+    stats: async () => ({ ...(await decisions(fw.config)), dnsView: fw.viewStats() }),
     // The rules stay: enforcement must not lapse while the daemon restarts.
-    close: async () => { fw.stop(); log.info({ table: `inet ${fw.config.table}` }, 'firewall stopped, rules left in place'); },
+    close: async () => { await fw.stop(); log.info({ table: `inet ${fw.config.table}` }, 'firewall stopped, rules left in place'); },
     destroy() {},
   };
 }

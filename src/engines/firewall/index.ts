@@ -14,6 +14,8 @@ import { countElements, firewallPlanInput, firewallTable, linearFirewallTable, t
 import { nameUpdateTx, policyNames } from '../../plan/nft-firewall-names.js';
 import { NameBook, type NameSourceFactory } from './names.js';
 import { cutDenied, type FlowTable } from './cut.js';
+import { FirewallView, type ViewStarter } from './view.js';
+import type { LearnedRecord } from '../../plan/nft-firewall-view.js';
 
 export interface FirewallEngineOptions {
   readonly config: FirewallConfig;
@@ -27,6 +29,10 @@ export interface FirewallEngineOptions {
   readonly flows?: FlowTable;
   /** How long a new name's first lookup may hold an apply back (ms). */
   readonly firstLookupWaitMs?: number;
+  /** Starts the DNS view when the config enables it (DnsView.start; tests give a fake). Without it the view's rules are left out. */
+  readonly startView?: ViewStarter;
+  /** Learned elements of the table a previous daemon left (carried into the first table). */
+  readonly readLearned?: () => Promise<readonly LearnedRecord[]>;
 }
 
 export class FirewallEngine {
@@ -35,6 +41,9 @@ export class FirewallEngine {
   private applied = false;
   private queue: Promise<void> = Promise.resolve();
   private readonly book: NameBook;
+  private view: FirewallView | undefined;
+  /** Learned elements a previous daemon left, for the first table only. */
+  private inherited: readonly LearnedRecord[] = [];
 
   constructor(private readonly o: FirewallEngineOptions) {
     this.cfg = o.config;
@@ -45,8 +54,13 @@ export class FirewallEngine {
 
   /** The plan's input as the table has it now. */
   input(): FirewallPlanInput {
-    return firewallPlanInput(this.cfg, this.o.nameservers, this.names);
+    const i = firewallPlanInput(this.cfg, this.o.nameservers, this.names);
+    // The view's rules only while a view serves its ports (not with --once).
+    return this.view && this.cfg.dnsView ? i : { ...i, view: undefined };
   }
+
+  /** The DNS view's counters (plain numbers), or undefined without a view. */
+  viewStats(): Record<string, number> | undefined { return this.view?.stats(); }
 
   table(): FullTable {
     return (this.cfg.linear ? linearFirewallTable : firewallTable)(this.input());
@@ -55,6 +69,15 @@ export class FirewallEngine {
   /** First apply: names get their first lookup (bounded), then the whole table in one transaction. */
   async start(): Promise<void> {
     await this.serial(async () => {
+      // Before the table: the redirect must find the forwarders listening.
+      if (this.cfg.dnsView && this.o.startView) {
+        this.view = await FirewallView.start(this.o.startView, this.cfg, this.o.nameservers, () => this.input(), this.o.log);
+        // A restart must not drop what pods were told: the previous daemon's learned elements go into the first table.
+        this.inherited = await (this.o.readLearned?.() ?? Promise.resolve([])).catch((e: Error) => {
+          this.o.log.warn({ err: e.message }, 'learned elements of the running table not read');
+          return [];
+        });
+      }
       this.names = await this.book.sync(policyNames(this.cfg), this.o.firstLookupWaitMs ?? 2000);
       await this.applyAll();
     });
@@ -81,6 +104,7 @@ export class FirewallEngine {
       const before = this.input();
       const prev = this.cfg;
       this.cfg = next;
+      this.view?.setPolicy(next);
       this.names = await this.book.sync(policyNames(next), this.o.firstLookupWaitMs ?? 2000);
       try {
         await this.applyAll();
@@ -88,6 +112,7 @@ export class FirewallEngine {
         // The kernel refused it: the running table is the old one, and so is our model of it.
         this.o.log.error({ err: (e as Error).message }, 'firewall policy rejected, keeping running rules');
         this.cfg = prev;
+        this.view?.setPolicy(prev);
         this.names = await this.book.sync(policyNames(prev), 0);
         return;
       }
@@ -95,8 +120,12 @@ export class FirewallEngine {
     });
   }
 
-  stop(): void {
+  /** Stops following names and closes the DNS view (answers in flight go out); the rules stay. */
+  stop(): Promise<void> {
     this.book.stop();
+    const v = this.view;
+    this.view = undefined;
+    return v ? v.close() : Promise.resolve();
   }
 
   /** Resolves when everything queued so far is done (tests, --once). */
@@ -110,8 +139,13 @@ export class FirewallEngine {
 
   private async applyAll(): Promise<void> {
     const t0 = performance.now();
-    const table = this.table();
+    // Learned addresses live on in the new table (re-decided under its policy), in the same transaction.
+    const learned = this.view && this.cfg.dnsView ? [...this.inherited, ...this.view.records()] : undefined;
+    this.inherited = [];
+    const input = learned ? { ...this.input(), view: { ...this.input().view!, learned } } : this.input();
+    const table = (this.cfg.linear ? linearFirewallTable : firewallTable)(input);
     await this.o.nft.run(replaceTableTx(table));
+    this.view?.replaced();
     this.applied = true;
     const ms = Math.round((performance.now() - t0) * 10) / 10;
     const rules = this.cfg.policies.reduce((n, p) => n + p.rules.length, 0);
@@ -126,6 +160,10 @@ export class FirewallEngine {
     if (!this.applied) { this.names.set(name, addresses); return; }
     const t0 = performance.now();
     const u = nameUpdateTx(this.input(), name, addresses, this.cfg.linear);
+    if (this.view && this.cfg.dnsView) {
+      const after = new Map(this.names).set(name, addresses);
+      this.view.redecide(this.input(), { ...this.input(), names: after }, [...u.added, ...u.removed], u.tx);
+    }
     if (u.tx.size === 0) { this.names.set(name, addresses); return; }
     try {
       await this.o.nft.run(u.tx);
