@@ -153,7 +153,8 @@ describe.each<Path>(['userspace', 'kernel'])('dns-proxy, %s data path', (path) =
     const script = `const s=require('net').connect(8007,'${ADDR.pod}');let o='';s.on('data',d=>{o+=d;if(o.includes('still'))s.end()});`
       + `setTimeout(()=>s.write('still\\n'),5000);s.on('close',()=>console.log(o));s.on('error',e=>console.log(e.code))`;
     const early = lab.exec('client', [process.execPath, '-e', script], { timeoutMs: 15_000 });
-    await new Promise((r) => setTimeout(r, 500));
+    // The record changes only once that connection is up (node's start-up under load can take seconds).
+    await until('early connection established', async () => (await lab.exec('client', ['ss', '-Htn', 'state', 'established', 'dst', `${ADDR.pod}:8007`])).stdout.trim() !== '', 10_000);
     dns.setZone({ ...ZONE, 'one.example': { A: [A], ttl: 2 }, 'missing.example': { A: [B], ttl: 2 } });
     const t0 = Date.now();
     await until('one.example moved to A', async () => sees(A, 80).test((await banner(lab, 8003)).stdout), 8000);
