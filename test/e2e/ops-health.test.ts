@@ -14,7 +14,7 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createLab, ADDR, type Lab } from '../lab/lab.js';
 import { startDnsServer, type DnsServer } from '../lab/dns.js';
-import { client, exited, health, sample, sleep, startRouter, until, type Proc } from '../lab/ops.js';
+import { client, established, exited, health, sample, sleep, startRouter, until, type Proc } from '../lab/ops.js';
 import { ensureBuilt } from '../unit/dist.js';
 
 const [A, B] = ADDR.inet as unknown as [string, string];
@@ -101,7 +101,7 @@ describe('http-proxy: Prometheus and drain', () => {
   it('SIGTERM: /readyz 503 at once, new connections refused, an open tunnel finishes, then exit 0', async () => {
     const p = await start('10');
     const long = client(lab, ['hold', `${ADDR.pod}:8080`, '100', '3000', `${A}:7000`]);
-    await sleep(700);
+    await established(lab, 'pod', `${A}:7000`);
     const t0 = Date.now();
     p.kill('SIGTERM');
     const gone = exited(p);
@@ -119,7 +119,7 @@ describe('http-proxy: Prometheus and drain', () => {
   it('past EGRESS_ROUTER_DRAIN_SECONDS the rest is closed, exit 0', async () => {
     const p = await start('1');
     const long = client(lab, ['hold', `${ADDR.pod}:8080`, '100', '4000', `${A}:7000`]);
-    await sleep(500);
+    await established(lab, 'pod', `${A}:7000`);
     const t0 = Date.now();
     p.kill('SIGTERM');
     expect(await exited(p)).toEqual({ code: 0, signal: null });

@@ -13,7 +13,7 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createLab, ADDR, type Lab } from '../lab/lab.js';
 import { startDnsServer, type DnsServer } from '../lab/dns.js';
-import { client, exited, health, sample, sleep, startRouter, until, type Proc } from '../lab/ops.js';
+import { client, exited, health, sample, sleep, startRouter, until, type Proc, established } from '../lab/ops.js';
 import { ensureBuilt } from '../unit/dist.js';
 
 const [A, B, C] = ADDR.inet as unknown as [string, string, string];
@@ -43,7 +43,7 @@ describe('legacy (redirect) daemon', () => {
     p = await startRouter(lab, 'pod', ['daemon'], { ...lab.routerEnv({ EGRESS_ROUTER_MODE: 'legacy' }), EGRESS_DESTINATION_FILE: file, EGRESS_ROUTER_METRICS_ADDRESS: METRICS } as Record<string, string>);
     expect(await banner(80)).toContain(`${A}:80 sees ${ADDR.source}`);
     const long = client(lab, ['hold', `${ADDR.pod}:7000`, '100', '4000']);
-    await sleep(1000);
+    await established(lab, 'client', `${ADDR.pod}:7000`);
     writeFileSync(file, `7000 tcp ${A}\n8080 tcp ${B} 80\n`);
     await reloaded(p, 1);
     expect(await banner(8080)).toContain(`${B}:80 sees ${ADDR.source}`);
@@ -104,7 +104,7 @@ describe('http-proxy daemon', () => {
     expect(await get(B)).toBe('200');
     expect(await get(C)).toBe('403');
     const long = client(lab, ['hold', `${ADDR.pod}:8080`, '100', '4000', `${A}:7000`]);
-    await sleep(1000);
+    await established(lab, 'pod', `${A}:7000`);
     writeFileSync(file, `${A}\n${C}\n`);
     await reloaded(p, 1);
     expect(await get(C)).toBe('200');
@@ -155,7 +155,8 @@ describe('dns-proxy daemon (auto: names in user space, IPs on the kernel path)',
     expect(await banner(9080)).toContain(`${A}:80 sees ${ADDR.source}`);
     const user = client(lab, ['hold', `${ADDR.pod}:7100`, '100', '4000']);
     const kern = client(lab, ['hold', `${ADDR.pod}:7200`, '100', '4000']);
-    await sleep(1000);
+    await established(lab, 'client', `${ADDR.pod}:7100`, 0);
+    await established(lab, 'client', `${ADDR.pod}:7200`);
     writeFileSync(file, `7100 echo.example 7000\n7200 ${A} 7000\n9081 b.example 80\n9082 ${B} 80\n`);
     await reloaded(p, 1);
     expect(await banner(9081)).toContain(`${B}:80 sees ${ADDR.source}`);
@@ -170,7 +171,7 @@ describe('dns-proxy daemon (auto: names in user space, IPs on the kernel path)',
 
   it('a removed port stops accepting while its open connection drains; an invalid file keeps the running lines', async () => {
     const held = client(lab, ['hold', `${ADDR.pod}:7100`, '100', '3000']);
-    await sleep(800);
+    await established(lab, 'client', `${ADDR.pod}:7100`);
     writeFileSync(file, `7200 ${A} 7000\n9081 b.example 80\n9082 ${B} 80\n`);
     await reloaded(p, 2);
     expect((await lab.exec('client', ['curl', '-sS', '-m', '2', `telnet://${ADDR.pod}:7100`])).stderr).toMatch(/refused|Failed to connect/i);

@@ -55,3 +55,13 @@ export async function client<T = Record<string, unknown>>(lab: Lab, argv: string
   const r = await lab.exec(ns, [process.execPath, OPS_CLIENT, ...argv], { timeoutMs: 45_000 });
   return JSON.parse(r.stdout.trim().split('\n').pop() || `{"error":${JSON.stringify(r.stderr)}}`) as T;
 }
+
+/**
+ * Waits until `ns` holds an established TCP connection to `dst` (host:port),
+ * then `settleMs` more for the greeting: a client started on a loaded
+ * machine connects late, and a fixed sleep raced it.
+ */
+export async function established(lab: Lab, ns: NsKey, dst: string, settleMs = 300): Promise<void> {
+  await until(async () => (await lab.exec(ns, ['ss', '-Htn', 'state', 'established', 'dst', dst])).stdout.trim() !== '', 10_000);
+  await sleep(settleMs);
+}
