@@ -2,18 +2,14 @@
  * Batched line output for busy engines. A proxy writes a line per request; a
  * write(2) per line cost a fifth of the proxy's throughput, and pino's
  * asynchronous destination hands each batch to a libuv worker thread (a
- * cross-CPU wake-up per batch). Here lines written within a short window
- * (BATCH_MS, or until MAX_PENDING bytes) go out in one synchronous write: no
- * line waits longer than that, and nothing is lost at exit. The window was one
- * event-loop turn (setImmediate); under short connections a turn holds one or
- * two tunnels, so that was a write(2) per tunnel (docs/performance.md, round 2).
+ * cross-CPU wake-up per batch). Here lines written during one event-loop turn
+ * go out in one synchronous write when the turn ends (setImmediate): no line
+ * waits longer than the turn that wrote it, and nothing is lost at exit.
  */
 import fs from 'node:fs';
 
 /** Past this, write at once rather than grow the buffer. */
 const MAX_PENDING = 64 * 1024;
-/** The longest a line waits before it is written. */
-export const BATCH_MS = 10;
 
 export interface LineSink {
   write(line: string): void;
@@ -21,11 +17,11 @@ export interface LineSink {
   flush(cb?: () => void): void;
 }
 
-export function createLineSink(fd = 1, batchMs = BATCH_MS): LineSink {
+export function createLineSink(fd = 1): LineSink {
   let pending = '';
-  let timer: NodeJS.Timeout | undefined;
+  let scheduled = false;
   const flush = (): void => {
-    if (timer) { clearTimeout(timer); timer = undefined; }
+    scheduled = false;
     if (pending === '') return;
     const data = Buffer.from(pending);
     pending = '';
@@ -36,8 +32,7 @@ export function createLineSink(fd = 1, batchMs = BATCH_MS): LineSink {
     write(line) {
       pending += line;
       if (pending.length >= MAX_PENDING) flush();
-      // Unref'd: the 'exit' handler writes what is left.
-      else timer ??= setTimeout(flush, batchMs).unref();
+      else if (!scheduled) { scheduled = true; setImmediate(flush); }
     },
     flush(cb) { flush(); cb?.(); },
   };
