@@ -36,7 +36,7 @@ SYSCTLDIR ?= $(PREFIX)/lib/sysctl.d
 install:
 	npx tsc -p tsconfig.json
 	install -d $(DESTDIR)$(LIBDIR) $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(UNITDIR) $(DESTDIR)$(SYSCTLDIR) $(DESTDIR)/etc/egress-router
-	cp -r bin dist package.json package-lock.json .npmrc $(DESTDIR)$(LIBDIR)/
+	cp -r bin dist native package.json package-lock.json .npmrc $(DESTDIR)$(LIBDIR)/
 	cp -r node_modules $(DESTDIR)$(LIBDIR)/
 	cd $(DESTDIR)$(LIBDIR) && npm prune --omit=dev --no-audit --no-fund >/dev/null
 	ln -sfn ../lib/egress-router/bin/egress-router $(DESTDIR)$(PREFIX)/bin/egress-router

@@ -6,6 +6,8 @@ set -o errexit -o nounset -o pipefail
 
 want=(nft:nftables ip:iproute2 curl:curl socat:socat conntrack:conntrack sysctl:procps nsenter:util-linux)
 want+=(arping:iputils-arping)
+# node-gyp builds the native addons at npm ci (native/fastpath, netlink, unix-dgram).
+want+=(g++:g++ make:make python3:python3)
 # Real clients of the HTTP proxy's end-to-end tests (test/e2e/http-proxy-clients.test.ts).
 want+=(openssl:openssl git:git wget:wget python3:python3 pip:python3-pip)
 # Operations tests: a real Prometheus scrapes /metrics, promtool lints it, units verified offline.

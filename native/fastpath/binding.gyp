@@ -1,0 +1,7 @@
+{
+  "targets": [{
+    "target_name": "fastpath",
+    "sources": ["fastpath.c", "binding.c"],
+    "cflags": ["-O2", "-Wall", "-Wextra", "-Wno-unused-parameter"]
+  }]
+}
