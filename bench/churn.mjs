@@ -1,18 +1,18 @@
 // make bench (churn): the per-connection cost of short connections (issue 14),
 // our two user-space paths beside their references in one run:
 //   CONNECT tunnels: squid, our HTTP proxy, and a bare Node CONNECT proxy (the floor);
-//   plain TCP relay: haproxy (tcp mode), our DNS proxy's user-space path, and a bare Node relay (the floor).
+//   plain TCP relay: haproxy (tcp mode), our DNS proxy's user-space path, and a bare Node relay (the floor);
+//   and our two engines again on Node sockets (EGRESS_FASTPATH=0, `-sockets`): what the native fast path buys.
 // Each connection: connect, (CONNECT and its 200), 100 B out, 100 B echoed back, close;
 // CONC loops for SECS. Per target: connections/s, engine CPU per connection
 // (utime+stime of the engine's process from /proc/<pid>/stat over the run:
 // all its threads), RSS per idle connection. Namespaces erbc*, engines pinned
 // to CPU 1, echo server and load generator on CPU 0. Medians of rotated rounds.
-import { spawn, execFileSync } from 'node:child_process';
-import { mkdtempSync, writeFileSync, readFileSync, rmSync, mkdirSync, openSync, chmodSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { execFileSync } from 'node:child_process';
+import { writeFileSync, readFileSync, mkdirSync, chmodSync } from 'node:fs';
 import { join, dirname } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { randomBytes } from 'node:crypto';
+import { harness, pin, rssKiB, sleep } from './lib/harness.mjs';
 
 const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..');
 const LOAD = join(ROOT, 'bench', 'churn-load.mjs');
@@ -23,37 +23,10 @@ const CONC = Number(process.env.BENCH_CONC ?? 32);
 const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 3);
 const IDLE = Number(process.env.BENCH_IDLE_CONNS ?? 2000);
 const ENGINE_CPU = process.env.BENCH_ENGINE_CPU ?? '1', LOAD_CPU = process.env.BENCH_LOAD_CPU ?? '0';
-const id = randomBytes(2).toString('hex');
-const NS = { c: `erbc${id}c`, p: `erbc${id}p`, s: `erbc${id}s` };
+const { NS, tmp, start, waitFor, triangle } = harness('erbc', ['c', 'p', 's']);
 const P_IP = '10.99.1.1', S_IP = '10.99.2.2';
-const tmp = mkdtempSync(join(tmpdir(), 'erbc-'));
 chmodSync(tmp, 0o777); // squid drops to user 'proxy'
-const children = [];
 const TICK_US = 1e6 / Number(execFileSync('getconf', ['CLK_TCK']).toString().trim());
-
-const run = (argv) => execFileSync(argv[0], argv.slice(1), { stdio: ['ignore', 'pipe', 'pipe'] }).toString();
-const inNs = (ns, argv) => ['ip', 'netns', 'exec', ns, ...argv];
-const pin = (cpu, argv) => ['taskset', '-c', cpu, ...argv];
-
-function start(ns, argv, { env = process.env, log } = {}) {
-  const full = inNs(ns, argv);
-  const fd = log ? openSync(join(tmp, log), 'w') : 'pipe';
-  const p = spawn(full[0], full.slice(1), { stdio: ['pipe', fd, fd], env });
-  let out = '';
-  p.stdout?.on('data', (d) => (out += d));
-  p.stderr?.on('data', (d) => (out += d));
-  p.output = () => (log ? readFileSync(join(tmp, log), 'utf8') : out);
-  children.push(p);
-  return p;
-}
-
-async function waitFor(p, text, ms = 15_000) {
-  const end = Date.now() + ms;
-  while (!p.output().includes(text)) {
-    if (Date.now() > end || p.exitCode !== null) throw new Error(`not ready (${text}):\n${p.output()}`);
-    await new Promise((r) => setTimeout(r, 50));
-  }
-}
 
 // The C load generator (churn.c): a Node one on the shared core was the limit.
 const CBIN = join(tmp, 'churn');
@@ -64,7 +37,6 @@ function load(args, timeoutMs = (SECS + 40) * 1000) {
   return JSON.parse(r.toString().trim().split('\n').pop());
 }
 
-const rssKiB = (pid) => Number(/VmRSS:\s+(\d+)/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))[1]);
 /** utime + stime of the whole process (every thread), in µs. */
 const cpuUs = (pid) => { const f = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1].split(' '); return (Number(f[11]) + Number(f[12])) * TICK_US; };
 
@@ -72,35 +44,12 @@ async function idleMemory(t) {
   const before = rssKiB(t.pid);
   const holder = start(NS.c, pin(LOAD_CPU, [process.execPath, LOAD, 'idle', t.addr, IDLE, ...(t.target ? [t.target] : [])]));
   await waitFor(holder, '"open"', 60_000);
-  await new Promise((r) => setTimeout(r, 1000));
+  await sleep(1000);
   const after = rssKiB(t.pid);
   holder.stdin.end();
   await new Promise((r) => holder.once('exit', r));
-  await new Promise((r) => setTimeout(r, 1000));
+  await sleep(1000);
   return (after - before) / IDLE;
-}
-
-function cleanup() {
-  for (const p of children) if (p.exitCode === null) p.kill('SIGKILL');
-  for (const ns of Object.values(NS)) { try { run(['ip', 'netns', 'del', ns]); } catch { /* not created */ } }
-  rmSync(tmp, { recursive: true, force: true });
-}
-process.on('exit', cleanup);
-for (const s of ['SIGINT', 'SIGTERM']) process.on(s, () => process.exit(130));
-
-function topology() {
-  for (const ns of Object.values(NS)) { run(['ip', 'netns', 'add', ns]); run(['ip', '-n', ns, 'link', 'set', 'lo', 'up']); }
-  run(['ip', '-n', NS.c, 'link', 'add', 'eth0', 'type', 'veth', 'peer', 'name', 'c0', 'netns', NS.p]);
-  run(['ip', '-n', NS.s, 'link', 'add', 'eth0', 'type', 'veth', 'peer', 'name', 's0', 'netns', NS.p]);
-  run(['ip', '-n', NS.c, 'addr', 'add', '10.99.1.2/24', 'dev', 'eth0']);
-  run(['ip', '-n', NS.p, 'addr', 'add', `${P_IP}/24`, 'dev', 'c0']);
-  run(['ip', '-n', NS.p, 'addr', 'add', '10.99.2.1/24', 'dev', 's0']);
-  run(['ip', '-n', NS.s, 'addr', 'add', `${S_IP}/24`, 'dev', 'eth0']);
-  for (const [ns, dev] of [[NS.c, 'eth0'], [NS.p, 'c0'], [NS.p, 's0'], [NS.s, 'eth0']]) run(['ip', '-n', ns, 'link', 'set', dev, 'up']);
-  run(['ip', '-n', NS.c, 'route', 'add', 'default', 'via', P_IP]);
-  run(['ip', '-n', NS.s, 'route', 'add', 'default', 'via', '10.99.2.1']);
-  // Tens of thousands of connections per run: reuse TIME_WAIT ports (our namespaces only).
-  for (const ns of [NS.c, NS.p]) run(inNs(ns, ['sysctl', '-qw', 'net.ipv4.tcp_tw_reuse=1', 'net.ipv4.ip_local_port_range=1024 65000']));
 }
 
 // One echo port per target: the engines all connect from 10.99.2.1, and a
@@ -112,6 +61,9 @@ const TARGETS = [
   { name: 'haproxy', group: 'tcp', port: 6001, echo: 7003 },
   { name: 'ours-userspace', group: 'tcp', port: 6002, echo: 7004 },
   { name: 'node-floor-relay', group: 'tcp', port: 6003, echo: 7005 },
+  // Our engines on Node sockets (EGRESS_FASTPATH=0): what the native fast path buys, in the same run.
+  { name: 'ours-http-proxy-sockets', group: 'tunnel', port: 8082, echo: 7008, env: { EGRESS_FASTPATH: '0' } },
+  { name: 'ours-userspace-sockets', group: 'tcp', port: 6005, echo: 7009, env: { EGRESS_FASTPATH: '0' } },
   // BENCH_BASELINE=<folder of another build (bin/, dist/)>: that build's two engines beside ours, in the same run.
   ...(process.env.BENCH_BASELINE ? [
     { name: 'baseline-http-proxy', group: 'tunnel', port: 8081, echo: 7006, bin: join(process.env.BENCH_BASELINE, 'bin', 'egress-router') },
@@ -120,7 +72,8 @@ const TARGETS = [
 ].filter((t) => !process.env.BENCH_TARGETS || ['squid', 'haproxy', ...process.env.BENCH_TARGETS.split(',')].includes(t.name));
 
 async function main() {
-  topology();
+  // Tens of thousands of connections per run: reuse TIME_WAIT ports (our namespaces only).
+  triangle({ middle: 'p', twReuse: [NS.c, NS.p], portRange: true });
   const echo = start(NS.s, pin(LOAD_CPU, [CBIN, 'echo', ...TARGETS.map((t) => `${S_IP}:${t.echo}`)]));
   await waitFor(echo, 'ready');
   const E = (t) => `${S_IP}:${t.echo}`;
@@ -133,19 +86,19 @@ async function main() {
         `access_log stdio:${tmp}/access.log`, `coredump_dir ${tmp}`, 'cache deny all', 'max_filedescriptors 16384',
         'acl bench_dst dst 10.99.2.0/24', 'http_access allow bench_dst', 'http_access deny all', 'shutdown_lifetime 0 seconds', ''].join('\n'));
       procs[t.name] = start(NS.p, pin(ENGINE_CPU, ['squid', '-N', '-f', join(tmp, 'squid.conf')]), { log: 'squid.out' });
-    } else if (t.name === 'ours-http-proxy' || t.name === 'baseline-http-proxy') {
+    } else if (t.name.startsWith('ours-http-proxy') || t.name === 'baseline-http-proxy') {
       // Default logging: a JSON line per tunnel to stdout (a file here), as deployed.
       procs[t.name] = start(NS.p, pin(ENGINE_CPU, [process.execPath, t.bin ?? BIN, 'http-proxy', '--listen', P_IP, '--port', String(t.port), '--max-connections', '16384']),
-        { env: { ...process.env, EGRESS_HTTP_PROXY_DESTINATION: '10.99.2.0/24' }, log: `${t.name}.log` });
+        { env: { ...process.env, EGRESS_HTTP_PROXY_DESTINATION: '10.99.2.0/24', ...t.env }, log: `${t.name}.log` });
     } else if (t.name === 'node-floor-connect') {
       procs[t.name] = start(NS.p, pin(ENGINE_CPU, [process.execPath, LOAD, 'connect', t.addr]));
     } else if (t.name === 'haproxy') {
       writeFileSync(join(tmp, 'haproxy.cfg'), ['global', '  maxconn 8000', '  nbthread 1', `  pidfile ${tmp}/haproxy.pid`, 'defaults', '  mode tcp',
         '  timeout connect 10s', '  timeout client 1h', '  timeout server 1h', 'listen p', `  bind ${t.addr}`, `  server s ${E(t)}`, ''].join('\n'));
       procs[t.name] = start(NS.p, pin(ENGINE_CPU, ['haproxy', '-db', '-f', join(tmp, 'haproxy.cfg')]), { log: 'haproxy.out' });
-    } else if (t.name === 'ours-userspace' || t.name === 'baseline-userspace') {
+    } else if (t.name.startsWith('ours-userspace') || t.name === 'baseline-userspace') {
       procs[t.name] = start(NS.p, pin(ENGINE_CPU, [process.execPath, t.bin ?? BIN, 'dns-proxy']),
-        { env: { ...process.env, EGRESS_DNS_PROXY_DESTINATION: `${t.port} ${S_IP} ${t.echo}`, EGRESS_DNS_PROXY_MODE: 'userspace' }, log: `${t.name}.log` });
+        { env: { ...process.env, EGRESS_DNS_PROXY_DESTINATION: `${t.port} ${S_IP} ${t.echo}`, EGRESS_DNS_PROXY_MODE: 'userspace', ...t.env }, log: `${t.name}.log` });
     } else if (t.name === 'node-floor-relay') {
       procs[t.name] = start(NS.p, pin(ENGINE_CPU, [process.execPath, LOAD, 'relay', t.addr, E(t)]));
     }
@@ -156,7 +109,7 @@ async function main() {
     for (let i = 0; ; i++) {
       try { if (load(['churn', t.addr, 1, 0.1, ...(t.target ? [t.target] : [])]).done > 0) break; } catch { /* not yet */ }
       if (i > 100 || procs[t.name].exitCode !== null) throw new Error(`${t.name} not ready:\n${procs[t.name].output()}`);
-      await new Promise((r) => setTimeout(r, 100));
+      await sleep(100);
     }
   }
   const idle = {};
