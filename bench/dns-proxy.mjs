@@ -6,12 +6,11 @@
 // (our DNS server in the server namespace) whose second address starts
 // refusing (RST) as the run starts: connections/s and failed connections
 // through each path, i.e. what the death of an address costs its clients.
-import { spawn, execFileSync } from 'node:child_process';
-import { mkdtempSync, writeFileSync, readFileSync, rmSync, mkdirSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { execFileSync } from 'node:child_process';
+import { writeFileSync, mkdirSync } from 'node:fs';
 import { join, dirname } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { randomBytes } from 'node:crypto';
+import { cpus, harness, inNs, pin, rssKiB, run, sleep } from './lib/harness.mjs';
 
 const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..');
 const LOAD = join(ROOT, 'bench', 'dns-proxy-load.mjs');
@@ -21,37 +20,13 @@ const IDLE = Number(process.env.BENCH_IDLE_CONNS ?? 2000);
 // This VM's figures swing by 2x run to run: several rounds, each in a rotated
 // target order, and the median of each figure.
 const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 3);
-const id = randomBytes(2).toString('hex');
-const NS = { c: `erbd${id}c`, p: `erbd${id}p`, s: `erbd${id}s` };
+const { NS, tmp, start: startIn, waitFor, triangle, resolvConf } = harness('erbd', ['c', 'p', 's']);
+/** This bench's calls pass the environment as the third argument. */
+const start = (ns, argv, env = process.env) => startIn(ns, argv, { env });
 const P_IP = '10.99.1.1', S_IP = '10.99.2.2', S_DEAD = '10.99.2.3';
 const DNS_SERVER = join(ROOT, 'test', 'lab', 'dns-server.mjs');
 // Server port offsets of the dead-address runs, one per target (see main()).
 const DEAD = { direct: 400, haproxy: 500, 'ours-userspace': 600, 'ours-kernel': 700 };
-const tmp = mkdtempSync(join(tmpdir(), 'erbd-'));
-const children = [];
-
-const run = (argv) => execFileSync(argv[0], argv.slice(1), { stdio: ['ignore', 'pipe', 'pipe'] }).toString();
-const inNs = (ns, argv) => ['ip', 'netns', 'exec', ns, ...argv];
-const cpus = Number(run(['nproc']).trim());
-const pin = (cpu, argv) => (cpus > 1 ? ['taskset', '-c', String(cpu), ...argv] : argv);
-
-function start(ns, argv, env = process.env) {
-  const p = spawn(inNs(ns, argv)[0], inNs(ns, argv).slice(1), { stdio: ['pipe', 'pipe', 'pipe'], env });
-  let out = '';
-  p.stdout.on('data', (d) => (out += d));
-  p.stderr.on('data', (d) => (out += d));
-  p.output = () => out;
-  children.push(p);
-  return p;
-}
-
-async function waitFor(p, text, ms = 10_000) {
-  const end = Date.now() + ms;
-  while (!p.output().includes(text)) {
-    if (Date.now() > end || p.exitCode !== null) throw new Error(`not ready (${text}):\n${p.output()}`);
-    await new Promise((r) => setTimeout(r, 50));
-  }
-}
 
 /** One bounded load run in the client namespace; returns its JSON line. */
 function load(args, timeoutMs = (SECS + 20) * 1000) {
@@ -59,49 +34,23 @@ function load(args, timeoutMs = (SECS + 20) * 1000) {
   return JSON.parse(r.toString().trim().split('\n').pop());
 }
 
-const rssKiB = (pid) => Number(/VmRSS:\s+(\d+)/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))[1]);
-
 async function idleMemory(pid, port) {
   const before = rssKiB(pid);
   const holder = start(NS.c, pin(1, [process.execPath, LOAD, 'idle', P_IP, port, IDLE]));
   await waitFor(holder, '"open"', 60_000);
-  await new Promise((r) => setTimeout(r, 1000));
+  await sleep(1000);
   const after = rssKiB(pid);
   holder.stdin.end();
   await new Promise((r) => holder.once('exit', r));
   return (after - before) / IDLE;
 }
 
-function cleanup() {
-  for (const p of children) if (p.exitCode === null) p.kill('SIGKILL');
-  for (const ns of Object.values(NS)) { try { run(['ip', 'netns', 'del', ns]); } catch { /* not created */ } }
-  rmSync(`/etc/netns/${NS.p}`, { recursive: true, force: true });
-  rmSync(tmp, { recursive: true, force: true });
-}
-process.on('exit', cleanup);
-for (const s of ['SIGINT', 'SIGTERM']) process.on(s, () => process.exit(130));
-
 function topology() {
-  for (const ns of Object.values(NS)) { run(['ip', 'netns', 'add', ns]); run(['ip', '-n', ns, 'link', 'set', 'lo', 'up']); }
-  run(['ip', '-n', NS.c, 'link', 'add', 'eth0', 'type', 'veth', 'peer', 'name', 'c0', 'netns', NS.p]);
-  run(['ip', '-n', NS.s, 'link', 'add', 'eth0', 'type', 'veth', 'peer', 'name', 's0', 'netns', NS.p]);
-  run(['ip', '-n', NS.c, 'addr', 'add', '10.99.1.2/24', 'dev', 'eth0']);
-  run(['ip', '-n', NS.p, 'addr', 'add', `${P_IP}/24`, 'dev', 'c0']);
-  run(['ip', '-n', NS.p, 'addr', 'add', '10.99.2.1/24', 'dev', 's0']);
-  run(['ip', '-n', NS.s, 'addr', 'add', `${S_IP}/24`, 'dev', 'eth0']);
-  run(['ip', '-n', NS.s, 'addr', 'add', `${S_DEAD}/24`, 'dev', 'eth0']);
+  triangle({ middle: 'p', server: [S_IP, S_DEAD], forward: true, twReuse: [NS.c, NS.p] });
   // Where the dead address is killed: an empty chain until a dead-address run.
   run(inNs(NS.s, ['nft', 'add table ip kill; add chain ip kill in { type filter hook input priority 0; }']));
   // `ip netns exec` bind-mounts this over /etc/resolv.conf for our proxies.
-  mkdirSync(`/etc/netns/${NS.p}`, { recursive: true });
-  writeFileSync(`/etc/netns/${NS.p}/resolv.conf`, `nameserver ${S_IP}\noptions timeout:1 attempts:2\n`);
-  for (const [ns, dev] of [[NS.c, 'eth0'], [NS.p, 'c0'], [NS.p, 's0'], [NS.s, 'eth0']]) run(['ip', '-n', ns, 'link', 'set', dev, 'up']);
-  run(['ip', '-n', NS.c, 'route', 'add', 'default', 'via', P_IP]);
-  run(['ip', '-n', NS.s, 'route', 'add', 'default', 'via', '10.99.2.1']);
-  // The direct path is routed through the proxy namespace: same hops as the proxies.
-  run(inNs(NS.p, ['sysctl', '-qw', 'net.ipv4.ip_forward=1']));
-  // Connection-rate runs churn through ports: reuse TIME_WAIT ones.
-  for (const ns of [NS.c, NS.p]) run(inNs(ns, ['sysctl', '-qw', 'net.ipv4.tcp_tw_reuse=1']));
+  resolvConf(NS.p, `nameserver ${S_IP}\noptions timeout:1 attempts:2\n`);
 }
 
 function haproxyConfig() {
@@ -141,7 +90,7 @@ async function main() {
   const kern = ours('kernel', 3000, DEAD['ours-kernel']);
   await waitFor(user, 'dns-proxy ready');
   await waitFor(kern, 'dns-proxy ready');
-  await new Promise((r) => setTimeout(r, 500));
+  await sleep(500);
   if (hap.exitCode !== null) throw new Error(`haproxy exited:\n${hap.output()}`);
   const targets = [
     { name: 'direct', host: S_IP, base: 0 },
@@ -186,7 +135,6 @@ async function main() {
  */
 async function deadAddress(targets) {
   const samples = Object.fromEntries(targets.map((t) => [t.name, []]));
-  const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
   for (let round = 0; round < ROUNDS; round++) {
     for (const t of targets.map((_, i) => targets[(i + round) % targets.length])) {
       const port = t.name === 'direct' ? 5003 + DEAD.direct : 5053 + t.base;

@@ -11,7 +11,7 @@ import { randomBytes } from 'node:crypto';
 
 export const run = (argv, opts = {}) => execFileSync(argv[0], argv.slice(1), { stdio: ['ignore', 'pipe', 'pipe'], timeout: 60_000, ...opts }).toString();
 export const inNs = (ns, argv) => ['ip', 'netns', 'exec', ns, ...argv];
-const cpus = Number(run(['nproc']).trim());
+export const cpus = Number(run(['nproc']).trim());
 /** argv pinned to one CPU (not on a one-core machine). */
 export const pin = (cpu, argv) => (cpus > 1 ? ['taskset', '-c', String(cpu), ...argv] : argv);
 export const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
