@@ -9,12 +9,11 @@
 // iperf3 for bulk (else the node bulk client of dns-proxy-load.mjs).
 //   client 10.99.1.2 --c0-- router 10.99.1.1 | 10.99.2.1 --s0-- server 10.99.2.2 (+ DNS 10.99.2.53)
 // Layout: server side pinned to CPU 0, client side to CPU 1; forwarding runs in the sender's softirq.
-import { spawn, execFileSync, spawnSync } from 'node:child_process';
-import { mkdtempSync, writeFileSync, rmSync, mkdirSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { spawnSync } from 'node:child_process';
+import { writeFileSync, mkdirSync } from 'node:fs';
 import { join, dirname } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { randomBytes } from 'node:crypto';
+import { cpus, harness, inNs, median, pin, run } from './lib/harness.mjs';
 
 const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..');
 const LOAD = join(ROOT, 'bench', 'dns-proxy-load.mjs');
@@ -24,75 +23,20 @@ const SECS = Number(process.env.BENCH_SECS ?? 2);
 // Per-packet differences are small beside this VM's run-to-run swings: five rotated rounds, medians.
 const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 5);
 const RULES = 1000;
-const id = randomBytes(2).toString('hex');
-const NS = { c: `erbf${id}c`, r: `erbf${id}r`, s: `erbf${id}s` };
+const { NS, tmp, start: startIn, waitFor, triangle, resolvConf } = harness('erbf', ['c', 'r', 's']);
+const start = (ns, argv, env = process.env) => startIn(ns, argv, { env });
+/** Until a line of p matches re; that line and when it arrived. */
+const waitLine = (p, re, ms = 10_000) => waitFor(p, re, ms);
 const S_IP = '10.99.2.2', DNS_IP = '10.99.2.53', SOURCES = '10.99.1.0/24', IFACE = 's0';
 const TABLE = 'egress_router_firewall';
-const tmp = mkdtempSync(join(tmpdir(), 'erbf-'));
-const children = [];
 
-const run = (argv, opts = {}) => execFileSync(argv[0], argv.slice(1), { stdio: ['pipe', 'pipe', 'pipe'], timeout: 60_000, ...opts }).toString();
-const inNs = (ns, argv) => ['ip', 'netns', 'exec', ns, ...argv];
-const cpus = Number(run(['nproc']).trim());
-const pin = (cpu, argv) => (cpus > 1 ? ['taskset', '-c', String(cpu), ...argv] : argv);
 const has = (cmd) => spawnSync('sh', ['-c', `command -v ${cmd}`]).status === 0;
 const IPERF = has('iperf3');
-const median = (v) => { const s = [...v].sort((x, y) => x - y); return s[Math.floor(s.length / 2)]; };
-
-function start(ns, argv, env = process.env) {
-  const full = inNs(ns, argv);
-  const p = spawn(full[0], full.slice(1), { stdio: ['ignore', 'pipe', 'pipe'], env });
-  let out = '';
-  const lines = [];
-  const stamp = (d) => {
-    out += d;
-    const parts = out.split('\n');
-    out = parts.pop();
-    for (const l of parts) lines.push({ at: performance.now(), l });
-  };
-  p.stdout.on('data', stamp);
-  p.stderr.on('data', stamp);
-  p.lines = lines;
-  children.push(p);
-  return p;
-}
-
-async function waitLine(p, re, ms = 10_000) {
-  const end = Date.now() + ms;
-  for (;;) {
-    const hit = p.lines.find((x) => re.test(x.l));
-    if (hit) return hit;
-    if (Date.now() > end || p.exitCode !== null) throw new Error(`not seen (${re}):\n${p.lines.map((x) => x.l).join('\n')}`);
-    await new Promise((r) => setTimeout(r, 20));
-  }
-}
-
-function cleanup() {
-  for (const p of children) if (p.exitCode === null) p.kill('SIGKILL');
-  for (const ns of Object.values(NS)) { try { run(['ip', 'netns', 'del', ns]); } catch { /* not created */ } }
-  rmSync(`/etc/netns/${NS.r}`, { recursive: true, force: true });
-  rmSync(tmp, { recursive: true, force: true });
-}
-process.on('exit', cleanup);
-for (const s of ['SIGINT', 'SIGTERM']) process.on(s, () => process.exit(130));
 
 function topology() {
-  for (const ns of Object.values(NS)) { run(['ip', 'netns', 'add', ns]); run(['ip', '-n', ns, 'link', 'set', 'lo', 'up']); }
-  run(['ip', '-n', NS.c, 'link', 'add', 'eth0', 'type', 'veth', 'peer', 'name', 'c0', 'netns', NS.r]);
-  run(['ip', '-n', NS.s, 'link', 'add', 'eth0', 'type', 'veth', 'peer', 'name', 's0', 'netns', NS.r]);
-  run(['ip', '-n', NS.c, 'addr', 'add', '10.99.1.2/24', 'dev', 'eth0']);
-  run(['ip', '-n', NS.r, 'addr', 'add', '10.99.1.1/24', 'dev', 'c0']);
-  run(['ip', '-n', NS.r, 'addr', 'add', '10.99.2.1/24', 'dev', 's0']);
-  run(['ip', '-n', NS.s, 'addr', 'add', `${S_IP}/24`, 'dev', 'eth0']);
-  run(['ip', '-n', NS.s, 'addr', 'add', `${DNS_IP}/24`, 'dev', 'eth0']);
-  for (const [ns, dev] of [[NS.c, 'eth0'], [NS.r, 'c0'], [NS.r, 's0'], [NS.s, 'eth0']]) run(['ip', '-n', ns, 'link', 'set', dev, 'up']);
-  run(['ip', '-n', NS.c, 'route', 'add', 'default', 'via', '10.99.1.1']);
-  run(['ip', '-n', NS.s, 'route', 'add', 'default', 'via', '10.99.2.1']);
-  run(inNs(NS.r, ['sysctl', '-qw', 'net.ipv4.ip_forward=1']));
-  for (const ns of [NS.c, NS.s]) run(inNs(ns, ['sysctl', '-qw', 'net.ipv4.tcp_tw_reuse=1']));
+  triangle({ middle: 'r', server: [S_IP, DNS_IP], forward: true, twReuse: [NS.c, NS.s] });
   // The firewall resolves names through the router namespace's resolv.conf (ip netns exec bind-mounts it).
-  mkdirSync(`/etc/netns/${NS.r}`, { recursive: true });
-  writeFileSync(`/etc/netns/${NS.r}/resolv.conf`, `nameserver ${DNS_IP}\noptions timeout:1 attempts:2\n`);
+  resolvConf(NS.r, `nameserver ${DNS_IP}\noptions timeout:1 attempts:2\n`);
 }
 
 // --- policies
