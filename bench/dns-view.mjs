@@ -17,54 +17,23 @@
 // target, as added latency over the direct path, measured with the targets
 // interleaved query by query (bench/dns-view-probe.mjs) so that the noise of
 // a shared machine falls on every target alike. Medians of BENCH_ROUNDS rounds.
-import { spawn, execFileSync } from 'node:child_process';
-import { mkdtempSync, writeFileSync, readFileSync, readdirSync, rmSync, mkdirSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { readFileSync, readdirSync, writeFileSync, mkdirSync } from 'node:fs';
 import { join, dirname } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { randomBytes } from 'node:crypto';
+import { cpus, harness, inNs as inNsOf, pin, run } from './lib/harness.mjs';
 
 const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..');
 const RUN = join(ROOT, 'test', 'lab', 'dns-view-run.mjs');
 const SECS = Number(process.env.BENCH_SECS ?? 3);
 const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 3);
 const RATE = Number(process.env.BENCH_RATE ?? 500);
-const NS = `erbv${randomBytes(2).toString('hex')}`;
-const tmp = mkdtempSync(join(tmpdir(), 'erbv-'));
-const children = [];
+const h = harness('erbv', ['v']);
+const NS = h.NS.v, tmp = h.tmp;
+/** Everything of this bench runs in its one namespace. */
+const inNs = (argv) => inNsOf(NS, argv);
+const start = (argv) => h.start(NS, argv);
+const waitFor = h.waitUntil;
 const UP = 5300;
-
-const run = (argv, opts = {}) => execFileSync(argv[0], argv.slice(1), { stdio: ['ignore', 'pipe', 'pipe'], ...opts }).toString();
-const inNs = (argv) => ['ip', 'netns', 'exec', NS, ...argv];
-const cpus = Number(run(['nproc']).trim());
-const pin = (cpu, argv) => (cpus > 1 ? ['taskset', '-c', String(cpu), ...argv] : argv);
-
-function start(argv) {
-  const full = inNs(argv);
-  const p = spawn(full[0], full.slice(1), { stdio: ['pipe', 'pipe', 'pipe'] });
-  let out = '';
-  p.stdout.on('data', (d) => (out += d));
-  p.stderr.on('data', (d) => (out += d));
-  p.output = () => out;
-  children.push(p);
-  return p;
-}
-
-async function waitFor(cond, what, ms = 10_000) {
-  const end = Date.now() + ms;
-  while (!cond()) {
-    if (Date.now() > end) throw new Error(`not ready: ${what}`);
-    await new Promise((r) => setTimeout(r, 50));
-  }
-}
-
-function cleanup() {
-  for (const p of children) if (p.exitCode === null) p.kill('SIGKILL');
-  try { run(['ip', 'netns', 'del', NS]); } catch { /* not created */ }
-  rmSync(tmp, { recursive: true, force: true });
-}
-process.on('exit', cleanup);
-for (const s of ['SIGINT', 'SIGTERM']) process.on(s, () => process.exit(130));
 
 const dnsmasq = (port, extra) => pin(0, ['dnsmasq', '-k', '-C', '/dev/null', '-u', 'root', `--port=${port}`, '--listen-address=127.0.0.1', '--bind-interfaces',
   '--no-resolv', '--no-hosts', `--pid-file=${tmp}/dnsmasq-${port}.pid`, ...extra]);
@@ -107,8 +76,7 @@ function pairedLatency(targets, name) {
 }
 
 async function main() {
-  run(['ip', 'netns', 'add', NS]);
-  run(['ip', '-n', NS, 'link', 'set', 'lo', 'up']);
+  h.namespaces(NS);
   // As in the firewall: learned addresses go to verdict maps (flags timeout), each element with its rule's chain.
   run(inNs(['nft', 'add table inet erbv; add chain inet erbv r; add map inet erbv l4 { type ipv4_addr : verdict; flags timeout; size 65536; }; add map inet erbv n4 { type ipv4_addr : verdict; flags timeout; size 65536; }; add map inet erbv l6 { type ipv6_addr : verdict; flags timeout; size 65536; }']));
   const records = [];
