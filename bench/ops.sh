@@ -5,7 +5,9 @@
 #     connections/s (wrk, "Connection: close"), median of interleaved rounds.
 #  2. Reload of a 1000-line destination list, as the daemon logs it ("ms" of
 #     "configuration reloaded": validate + apply), redirect (one nft
-#     transaction) and the HTTP proxy (policy compiled and swapped), median of 10 SIGHUPs.
+#     transaction), the HTTP proxy (policy compiled and swapped) and the DNS
+#     proxy (1000 ports: on the kernel path, one nft transaction; in user
+#     space, 1000 listeners retargeted), median of 10 SIGHUPs.
 # Namespaces of our own (prefix erbo); proxies on CPU 1, wrk and backend on CPU 0.
 # Every load is bounded (fixed durations and counts).
 set -o errexit -o nounset -o pipefail
@@ -115,6 +117,10 @@ for i in $(seq 0 999); do echo "host$i.example.com"; done >"$T/http-a"
 for i in $(seq 0 999); do echo "10.$((i / 250)).$((i % 250)).0/24"; done >"$T/http-b"
 REDIR_MS=$(reload_ms legacy EGRESS_DESTINATION_FILE "$T/redir-a" "$T/redir-b")
 HTTP_MS=$(reload_ms http-proxy EGRESS_HTTP_PROXY_DESTINATION_FILE "$T/http-a" "$T/http-b")
+for i in $(seq 0 999); do echo "$((20000 + i)) 203.0.113.$((i % 250 + 1)) $((80 + i % 3))"; done >"$T/dns-a"
+for i in $(seq 0 999); do echo "$((20000 + i)) 203.0.113.$(((i + 7) % 250 + 1)) 443"; done >"$T/dns-b"
+DNSK_MS=$(EGRESS_DNS_PROXY_MODE=kernel reload_ms dns-proxy EGRESS_DNS_PROXY_DESTINATION_FILE "$T/dns-a" "$T/dns-b")
+DNSU_MS=$(EGRESS_DNS_PROXY_MODE=userspace reload_ms dns-proxy EGRESS_DNS_PROXY_DESTINATION_FILE "$T/dns-a" "$T/dns-b")
 
 pct() { awk -v a="$1" -v b="$2" 'BEGIN { if (b == 0) print "n/a"; else printf "%+.1f%%", (a-b)/b*100 }'; }
 {
@@ -126,4 +132,6 @@ pct() { awk -v a="$1" -v b="$2" 'BEGIN { if (b == 0) print "n/a"; else printf "%
     echo "reload of a 1000-line list (validate + apply, median of 10 SIGHUPs):"
     printf '  %-34s %8s ms\n' "redirect (1000 mappings, one nft transaction)" "$REDIR_MS"
     printf '  %-34s %8s ms\n' "http-proxy (1000 rules, policy swap)" "$HTTP_MS"
+    printf '  %-34s %8s ms\n' "dns-proxy kernel path (1000 ports, one nft transaction)" "$DNSK_MS"
+    printf '  %-34s %8s ms\n' "dns-proxy user space (1000 listeners retargeted)" "$DNSU_MS"
 } | tee "$OUT"

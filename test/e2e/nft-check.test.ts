@@ -13,6 +13,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { BIN, ensureBuilt } from '../unit/dist.js';
+import { dnsProxyTable } from '../../src/plan/nft-dns-proxy.js';
+import { toReplaceBatch, toText } from '../../src/plan/nft.js';
 
 const isRoot = process.getuid?.() === 0;
 const NS = `erut-${process.pid}-${Math.random().toString(36).slice(2, 8)}`;
@@ -87,6 +89,14 @@ describe.skipIf(!isRoot)('nft -c accepts what render prints (in a throwaway netn
       expect(nftCheck(name, json, true)).toBe('');
     });
   }
+
+  // The DNS proxy's kernel table with 1000 ports (one tcp dport map per family) and a spread port.
+  const dnsTable = dnsProxyTable([
+    ...Array.from({ length: 1000 }, (_, i) => ({ port: 20000 + i, remotePort: 80 + (i % 3), addresses: [`203.0.113.${(i % 250) + 1}`, `2001:db8::${i + 1}`], comment: `line ${i}` })),
+    { port: 9000, remotePort: 443, addresses: ['203.0.113.200', '203.0.113.201'], comment: 'two' },
+  ], 'erut_dns');
+  it('text: dns-proxy kernel table, 1000 ports', () => expect(nftCheck('dns-1000', toText(dnsTable), false)).toBe(''));
+  it('json: dns-proxy kernel table, 1000 ports', () => expect(nftCheck('dns-1000', JSON.stringify(toReplaceBatch(dnsTable)), true)).toBe(''));
 
   it('the check really checks: nft -c rejects a broken ruleset', () => {
     const bad = render(CASES['ipv4 pod, mappings, no fallback']!, false).replace('dnat to 203.0.113.25:80', 'dnat to 203.0.113.25:99999');

@@ -2,7 +2,7 @@
 import { describe, expect, it } from 'vitest';
 import { AddressPool } from '../../src/engines/dns-proxy/pool.js';
 import { dnsProxyOptions } from '../../src/config/dns-proxy-options.js';
-import { dnsProxyTable } from '../../src/plan/nft-dns-proxy.js';
+import { dnsProxyTable, MAP_AFTER } from '../../src/plan/nft-dns-proxy.js';
 import { toReplaceBatch, toText } from '../../src/plan/nft.js';
 
 describe('AddressPool', () => {
@@ -86,6 +86,24 @@ describe('kernel path nft table', () => {
     expect(text).toContain('meta nfproto ipv6 tcp dport 8006 counter dnat ip6 to numgen inc mod 2 map { 0 : 2001:db8::1, 1 : 2001:db8::2 } :443');
     expect(text).toContain('meta nfproto ipv6 tcp dport 8007 counter dnat ip6 to [2001:db8::3]:80');
     expect(text).not.toMatch(/ipv4 tcp dport 8007/);
+  });
+
+  it(`past ${MAP_AFTER} single-address ports of a family, those share one tcp dport map; spread ports keep their rule`, () => {
+    const many = Array.from({ length: MAP_AFTER + 1 }, (_, i) => ({ port: 20000 + i, remotePort: 80 + (i % 2), addresses: [`203.0.113.${i + 1}`, `2001:db8::${i + 1}`], comment: `line ${i}` }));
+    const big = dnsProxyTable([...many, { port: 9000, remotePort: 443, addresses: ['203.0.113.200', '203.0.113.201'], comment: 'two' }], 't');
+    const text = toText(big);
+    expect(text).toContain('meta nfproto ipv4 dnat ip to tcp dport map { 20000 : 203.0.113.1 . 80, 20001 : 203.0.113.2 . 81,');
+    expect(text).toContain('meta nfproto ipv6 dnat ip6 to tcp dport map { 20000 : 2001:db8::1 . 80,');
+    expect(text).toContain('meta nfproto ipv4 tcp dport 9000 counter dnat ip to numgen inc mod 2 map');
+    expect(text).not.toContain('tcp dport 20000 counter');
+    // The JSON as nft itself lists such a rule (nft -j list).
+    const rules = toReplaceBatch(big).nftables.filter((c) => (c as { add?: { rule?: unknown } }).add?.rule) as Array<{ add: { rule: { expr: unknown[] } } }>;
+    const mapRule = rules.find((r) => JSON.stringify(r).includes('"concat"'))!;
+    expect(mapRule.add.rule.expr[1]).toEqual({
+      dnat: { family: 'ip', addr: { map: { key: { payload: { protocol: 'tcp', field: 'dport' } }, data: { set: many.map((m) => [m.port, { concat: [m.addresses[0], m.remotePort] }]) } } } },
+    });
+    // At the threshold itself every port keeps its own rule.
+    expect(toText(dnsProxyTable(many.slice(0, MAP_AFTER), 't'))).not.toContain('tcp dport map');
   });
 
 });
