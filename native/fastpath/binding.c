@@ -200,7 +200,9 @@ static napi_value js_connect(napi_env env, napi_callback_info info) {
     napi_get_value_string_utf8(env, argv[3], lip, sizeof lip, &n);
     struct sockaddr_in6 la;
     socklen_t llen;
-    if (sockaddr_of(lip, 0, &la, &llen) == fam && bind(fd, (struct sockaddr *)&la, llen) < 0) {
+    /* A source of the other family cannot be bound: EINVAL, as net.connect says (never leave unbound). */
+    if (sockaddr_of(lip, 0, &la, &llen) != fam) { close(fd); return mkstr(env, "EINVAL"); }
+    if (bind(fd, (struct sockaddr *)&la, llen) < 0) {
       int e = errno;
       close(fd);
       return mkstr(env, uv_err_name(-e));
