@@ -206,6 +206,16 @@ describe.each([
     expect(p.stats().listeners[0]).toMatchObject({ accepted: 1, active: 0, refused: { 'no-address': 0, 'connect-failed': 1 } });
   });
 
+  it('a port in use: one error line in Node\'s words, the other ports serve', async () => {
+    const sp = await server((c) => c.end('hi'));
+    const busy = await server(() => {});
+    const lp = port();
+    const { logs } = await proxy(`${busy} 127.0.0.1 ${sp}\n${lp} 127.0.0.1 ${sp}`);
+    expect(await readAll(await connect(lp))).toBe('hi');
+    const line = logs().split('\n').filter(Boolean).map((l) => JSON.parse(l) as Record<string, unknown>).find((l) => l.msg === 'cannot listen');
+    expect(line).toMatchObject({ level: 50, port: busy, err: `listen EADDRINUSE: address already in use :::${busy}` });
+  });
+
   it('host placement: connects from EGRESS_SOURCE; to a target of the other family it fails (EINVAL), never unbound', async () => {
     const seen: string[] = [];
     const sp = await server((c) => { seen.push(c.remoteAddress!); c.end('hi'); });

@@ -59,7 +59,8 @@ export class FastListener extends ListenerBase implements FastHandler {
   }
 
   protected cut(): void {
-    for (const lid of this.closedLids) this.fp.destroyAll(lid);
+    // A copy: the last closed() forgets the closed ids.
+    for (const lid of [...this.closedLids]) this.fp.destroyAll(lid);
     if (this.lid !== undefined) this.fp.destroyAll(this.lid);
   }
 
