@@ -200,7 +200,9 @@ static napi_value js_connect(napi_env env, napi_callback_info info) {
     napi_get_value_string_utf8(env, argv[3], lip, sizeof lip, &n);
     struct sockaddr_in6 la;
     socklen_t llen;
-    if (sockaddr_of(lip, 0, &la, &llen) == fam && bind(fd, (struct sockaddr *)&la, llen) < 0) {
+    /* A source of the other family cannot be bound: EINVAL, as net.connect says (never leave unbound). */
+    if (sockaddr_of(lip, 0, &la, &llen) != fam) { close(fd); return mkstr(env, "EINVAL"); }
+    if (bind(fd, (struct sockaddr *)&la, llen) < 0) {
       int e = errno;
       close(fd);
       return mkstr(env, uv_err_name(-e));
@@ -317,6 +319,25 @@ static napi_value js_peer(napi_env env, napi_callback_info info) {
   return arr;
 }
 
+/* error(id) -> the code of the socket error that ended it (ECONNRESET...), or undefined. Read inside closed(). */
+static napi_value js_error(napi_env env, napi_callback_info info) {
+  ARGS(1);
+  Conn *c = fp_find(L, arg_num(env, argv[0]));
+  return c && c->err ? mkstr(env, uv_err_name(-c->err)) : NULL;
+}
+
+/* destroyAll(listener): every connection of this listener closed now (each reported), whatever its state. */
+static napi_value js_destroy_all(napi_env env, napi_callback_info info) {
+  ARGS(1);
+  uint32_t lid = (uint32_t)arg_num(env, argv[0]);
+  for (uint32_t i = 0; i < L->nslots; i++) {
+    Conn *c = L->slots[i];
+    if (c && c->lid == lid) fp_finish(L, c, REASON_SHUTDOWN);
+  }
+  refresh(L);
+  return NULL;
+}
+
 /* drainIdle(listener): connections of this listener that have not sent a byte are closed. */
 static napi_value js_drain_idle(napi_env env, napi_callback_info info) {
   ARGS(1);
@@ -422,6 +443,8 @@ static napi_value init(napi_env env, napi_value exports) {
     { "adopt", NULL, js_adopt, NULL, NULL, NULL, napi_default, NULL },
     { "peer", NULL, js_peer, NULL, NULL, NULL, napi_default, NULL },
     { "drainIdle", NULL, js_drain_idle, NULL, NULL, NULL, napi_default, NULL },
+    { "destroyAll", NULL, js_destroy_all, NULL, NULL, NULL, napi_default, NULL },
+    { "error", NULL, js_error, NULL, NULL, NULL, napi_default, NULL },
     { "sweepEvery", NULL, js_sweep_every, NULL, NULL, NULL, napi_default, NULL },
     { "active", NULL, js_active, NULL, NULL, NULL, napi_default, NULL },
     { "close", NULL, js_close, NULL, NULL, NULL, napi_default, NULL },

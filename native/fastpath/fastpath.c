@@ -174,6 +174,12 @@ static void pending_add(Pending *p, const char *b, size_t n) {
   p->off = 0;
 }
 
+/* Ended by a socket error: its errno is kept for error() (Node names it in its 'error' events). */
+static void fail(Loop *L, Conn *c, int reason, int err) {
+  c->err = err;
+  fp_finish(L, c, reason);
+}
+
 static void maybe_done(Loop *L, Conn *c) {
   if (c->shut[0] && c->shut[1]) fp_finish(L, c, REASON_CLOSED);
 }
@@ -195,7 +201,7 @@ static void pump(Loop *L, Conn *c, int d) {
     if (n > 0) {
       if (d == 0) c->from_client += n;
       ssize_t w = send(out, scratch, n, MSG_NOSIGNAL);
-      if (w < 0 && errno != EAGAIN) return fp_finish(L, c, d == 0 ? REASON_REMOTE_ERROR : REASON_CLIENT_ERROR);
+      if (w < 0 && errno != EAGAIN) return fail(L, c, d == 0 ? REASON_REMOTE_ERROR : REASON_CLIENT_ERROR, errno);
       if (w < 0) w = 0;
       if (d == 1) c->to_client += w;
       if (w < n) { pending_add(&c->pend[d], scratch + w, n - w); return; }
@@ -206,7 +212,7 @@ static void pump(Loop *L, Conn *c, int d) {
     } else if (errno == EINTR) {
       continue;
     } else {
-      if (errno != EAGAIN) fp_finish(L, c, d == 0 ? REASON_CLIENT_ERROR : REASON_REMOTE_ERROR);
+      if (errno != EAGAIN) fail(L, c, d == 0 ? REASON_CLIENT_ERROR : REASON_REMOTE_ERROR, errno);
       return;
     }
   }
@@ -216,7 +222,7 @@ static void pump(Loop *L, Conn *c, int d) {
 static void writable(Loop *L, Conn *c, int d) {
   if (!c->pend[d].len) return;
   int r = flush(c, d);
-  if (r < 0) return fp_finish(L, c, d == 0 ? REASON_REMOTE_ERROR : REASON_CLIENT_ERROR);
+  if (r < 0) return fail(L, c, d == 0 ? REASON_REMOTE_ERROR : REASON_CLIENT_ERROR, errno);
   if (r == 0) return;
   if (c->state == ST_LINGER) return;
   pass_fin(L, c, d);
@@ -368,7 +374,12 @@ static void on_client(Loop *L, Conn *c, uint32_t ev) {
   case ST_WAIT:
   case ST_CONNECTING:
     /* Not reading yet: a FIN waits (half-close is allowed), a reset ends it. */
-    if (ev & (EPOLLERR | EPOLLHUP)) fp_finish(L, c, REASON_CLIENT_CLOSED);
+    if (ev & (EPOLLERR | EPOLLHUP)) {
+      int e = 0;
+      socklen_t len = sizeof e;
+      getsockopt(c->cl.fd, SOL_SOCKET, SO_ERROR, &e, &len);
+      fail(L, c, REASON_CLIENT_CLOSED, e);
+    }
     return;
   case ST_RELAY:
     if (ev & EPOLLOUT) { writable(L, c, 1); if (c->state != ST_RELAY) return; }

@@ -56,6 +56,7 @@ struct conn {
   double last_change, deadline;
   uint32_t idle_ms;
   struct sockaddr_in6 peer;  /* an IPv4 peer is kept as a sockaddr_in in the same bytes */
+  int err;                   /* the errno that ended it (client or remote error), for error() */
   Conn *next_dead;
 };
 

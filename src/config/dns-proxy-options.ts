@@ -8,6 +8,8 @@ import { destinationValue, type Env } from './env.js';
 import { die } from './errors.js';
 import { parseInteger, parseSeconds } from './int.js';
 import { bindAddress, parsePlacement, type Placement } from './placement.js';
+import { FASTPATH_HELP, parseFastpath, type FastpathWanted } from './fastpath.js';
+import { useFastpath } from '../engines/fastpath/index.js';
 
 /**
  * 'auto': per line, by what each path can guarantee. A name's line goes to
@@ -31,6 +33,8 @@ export interface DnsProxyOptions {
   /** Host placement: bind outbound connections to the egress source IP. */
   readonly bindSource: string | undefined;
   readonly healthIntervalMs: number;
+  /** The user-space path on the native fast path or on Node sockets (EGRESS_FASTPATH). */
+  readonly fastpath: FastpathWanted;
 }
 
 export interface DnsProxyConfig {
@@ -60,6 +64,7 @@ export const DNS_PROXY_VARS: Record<string, string> = {
   EGRESS_DNS_PROXY_TTL_MIN: 'floor of the re-resolution interval, seconds (default 2)',
   EGRESS_DNS_PROXY_TTL_MAX: 'ceiling of the re-resolution interval, seconds (default 60)',
   EGRESS_DNS_PROXY_HEALTH_INTERVAL: 'kernel path (IP lines in auto mode): seconds between health checks (default 2)',
+  EGRESS_FASTPATH: `user-space path: ${FASTPATH_HELP}`,
   EGRESS_PLACEMENT: "'pod' (default) or 'host' (outbound connections bind EGRESS_SOURCE)",
   EGRESS_SOURCE: 'the egress source IP (IP or IP/len), bound in host placement',
 };
@@ -99,7 +104,7 @@ export function dnsProxyOptions(env: Env, placement: Placement = parsePlacement(
   if (requested === 'kernel' && placement === 'host') die("EGRESS_DNS_PROXY_MODE 'kernel' needs EGRESS_PLACEMENT 'pod'");
   const mode: DataPath = requested === 'auto' && (placement === 'host' || debug) ? 'userspace' : requested;
   const minTtl = seconds(env, 'EGRESS_DNS_PROXY_TTL_MIN', 2, 1);
-  return {
+  const options: DnsProxyOptions = {
     dataPath: mode,
     debug,
     ipv6: flag(env.EGRESS_DNS_PROXY_IPV6),
@@ -110,5 +115,11 @@ export function dnsProxyOptions(env: Env, placement: Placement = parsePlacement(
     maxTtl: seconds(env, 'EGRESS_DNS_PROXY_TTL_MAX', 60, minTtl),
     bindSource: bindAddress(env, placement),
     healthIntervalMs: seconds(env, 'EGRESS_DNS_PROXY_HEALTH_INTERVAL', 2, 0.1) * 1000,
+    fastpath: parseFastpath(env),
   };
+  // '1' without the addon: refused here, where `check dns-proxy` and the start both look.
+  if (options.fastpath === 'on') {
+    try { useFastpath('on'); } catch (e) { die((e as Error).message); }
+  }
+  return options;
 }

@@ -7,8 +7,10 @@
  *   - a changed resolv.conf is followed without a restart.
  * The addresses die by nft rules in the internet namespace, so both are
  * alive (and health-checked as alive) until the moment the test kills one.
+ * A second proxy beside it runs where the native fast path is not built
+ * (its user-space path on Node sockets, ports +100): the same 10 of 10.
  */
-import { writeFileSync } from 'node:fs';
+import { existsSync, writeFileSync } from 'node:fs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createLab, ADDR, type Lab } from '../lab/lab.js';
 import { startDnsServer, type DnsServer } from '../lab/dns.js';
@@ -18,12 +20,16 @@ const [A, B, C] = ADDR.inet as unknown as [string, string, string];
 const DNS2 = '203.0.113.54';
 const esc = (s: string) => s.replace(/\./g, '\\.');
 const sees = (server: string, port: number) => new RegExp(`^${esc(server)}:${port} sees ${esc(ADDR.source)}:\\d+`);
+const ADDON = existsSync(new URL('../../native/fastpath/build/Release/fastpath.node', import.meta.url));
+// Loading the addon fails in that process, as in a build without it.
+const NO_ADDON = `--require ${new URL('../unit/no-fastpath.cjs', import.meta.url).pathname}`;
 
 describe('dns-proxy, default data path', () => {
   let lab: Lab;
   let dns: DnsServer;
   let dns2: DnsServer;
   let proxy: Awaited<ReturnType<Lab['spawnReady']>>;
+  let sockets: Awaited<ReturnType<Lab['spawnReady']>>;
 
   const banner = (port: number) => lab.exec('client', ['curl', '-sS', '-m', '5', `telnet://${ADDR.pod}:${port}`], { input: '', timeoutMs: 8000 });
   const nft = async (cmd: string) => {
@@ -58,6 +64,9 @@ describe('dns-proxy, default data path', () => {
         EGRESS_DNS_PROXY_TTL_MIN: '1',
       }),
     });
+    sockets = await lab.spawnReady('pod', [process.execPath, BIN, '--log-format', 'json', 'dns-proxy'], 'dns-proxy ready', {
+      env: lab.routerEnv({ EGRESS_DNS_PROXY_DESTINATION: '8100 pair.example 9000\n8101 pair.example 9001', EGRESS_DNS_PROXY_TTL_MIN: '1', NODE_OPTIONS: NO_ADDON }),
+    });
   });
   afterAll(async () => {
     await dns?.stop();
@@ -75,25 +84,32 @@ describe('dns-proxy, default data path', () => {
     expect((await banner(8020)).stdout).toMatch(sees(C, 80));
   });
 
+  it('carries the user-space path on the native fast path when it is built, and says so', () => {
+    if (ADDON) expect(proxy.output()).toContain('user-space relay: fastpath\n');
+    expect(sockets.output()).toContain('user-space relay: node sockets (native fast path not built)\n');
+  });
+
   it('loses no connection one second after an address starts refusing (RST)', async () => {
     // Both alive: connections go to both.
-    expect((await ten(8000)).from).toEqual(new Set([`${A}:9000`, `${B}:9000`]));
+    for (const p of [8000, 8100]) expect((await ten(p)).from).toEqual(new Set([`${A}:9000`, `${B}:9000`]));
     await nft(`add rule ip kill in ip daddr ${B} tcp dport 9000 reject with tcp reset`);
     await new Promise((r) => setTimeout(r, 1000));
-    const r = await ten(8000);
-    expect(r.errors).toEqual([]);
-    expect(r.ok).toBe(10);
-    expect(r.from).toEqual(new Set([`${A}:9000`]));
+    for (const r of await Promise.all([ten(8000), ten(8100)])) {
+      expect(r.errors).toEqual([]);
+      expect(r.ok).toBe(10);
+      expect(r.from).toEqual(new Set([`${A}:9000`]));
+    }
   });
 
   it('loses no connection one second after an address starts dropping SYNs (black hole)', async () => {
-    expect((await ten(8001)).from).toEqual(new Set([`${A}:9001`, `${B}:9001`]));
+    for (const p of [8001, 8101]) expect((await ten(p)).from).toEqual(new Set([`${A}:9001`, `${B}:9001`]));
     await nft(`add rule ip kill in ip daddr ${B} tcp dport 9001 drop`);
     await new Promise((r) => setTimeout(r, 1000));
-    const r = await ten(8001);
-    expect(r.errors).toEqual([]);
-    expect(r.ok).toBe(10);
-    expect(r.from).toEqual(new Set([`${A}:9001`]));
+    for (const r of await Promise.all([ten(8001), ten(8101)])) {
+      expect(r.errors).toEqual([]);
+      expect(r.ok).toBe(10);
+      expect(r.from).toEqual(new Set([`${A}:9001`]));
+    }
   });
 
   it('follows a changed resolv.conf without a restart: the next re-resolution asks the new nameserver', async () => {

@@ -2,7 +2,11 @@
  * DNS proxy mode in the lab, both data paths, against a real DNS server in
  * the internet namespace: asserted from the client's side and in the
  * servers' own words (which server answered, which source IP it saw).
+ * The user-space path runs on the native fast path (the default when it is
+ * built); a second proxy beside it on Node sockets (EGRESS_FASTPATH=0, ports
+ * +100) takes the user-space behaviour tests too: retry, timeout, debug lines.
  */
+import { existsSync } from 'node:fs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createLab, ADDR, type Lab } from '../lab/lab.js';
 import { startDnsServer, type DnsServer, type Zone } from '../lab/dns.js';
@@ -29,6 +33,10 @@ const TABLE = [
   '8007 one.example 7000',
 ].join('\n');
 
+// The Node-socket proxy's lines: the user-space behaviours only.
+const SOCKET_TABLE = ['8102 two.example 80', '8104 dead.example 9000', '8106 hole.example 9000'].join('\n');
+const ADDON = existsSync(new URL('../../native/fastpath/build/Release/fastpath.node', import.meta.url));
+
 type Path = 'userspace' | 'kernel';
 
 async function banner(lab: Lab, port: number) {
@@ -50,6 +58,10 @@ describe.each<Path>(['userspace', 'kernel'])('dns-proxy, %s data path', (path) =
   let lab: Lab;
   let dns: DnsServer;
   let proxy: Awaited<ReturnType<Lab['spawnReady']>>;
+  /** User space only: the same behaviours on Node sockets. */
+  let sockets: Awaited<ReturnType<Lab['spawnReady']>> | undefined;
+  /** Each user-space proxy with the port offset of its lines. */
+  const carriers = () => [{ p: proxy, off: 0 }, ...(sockets ? [{ p: sockets, off: 100 }] : [])];
 
   beforeAll(async () => {
     await ensureBuilt();
@@ -66,15 +78,28 @@ describe.each<Path>(['userspace', 'kernel'])('dns-proxy, %s data path', (path) =
         EGRESS_DNS_PROXY_TTL_MIN: '1', EGRESS_DNS_PROXY_HEALTH_INTERVAL: '0.5', EGRESS_DNS_PROXY_CONNECT_TIMEOUT: '1',
       }),
     });
+    if (path === 'userspace') {
+      sockets = await lab.spawnReady('pod', [process.execPath, BIN, '--log-format', 'json', 'dns-proxy'], 'dns-proxy ready', {
+        env: lab.routerEnv({
+          EGRESS_DNS_PROXY_DESTINATION: SOCKET_TABLE, EGRESS_DNS_PROXY_DEBUG: '1', EGRESS_DNS_PROXY_MODE: path, EGRESS_FASTPATH: '0',
+          EGRESS_DNS_PROXY_TTL_MIN: '1', EGRESS_DNS_PROXY_CONNECT_TIMEOUT: '1',
+        }),
+      });
+    }
   });
   afterAll(async () => {
     await dns?.stop();
     await lab?.destroy();
   });
 
-  it('prints the forwarding table at start', () => {
+  it('prints the forwarding table at start, and what carries the user-space path', () => {
     expect(proxy.output()).toContain('port 8002 -> two.example:80');
     expect(proxy.output()).toContain('port 8005 -> missing.example:80');
+    if (path === 'kernel') expect(proxy.output()).not.toContain('user-space relay');
+    else {
+      if (ADDON) expect(proxy.output()).toContain('user-space relay: fastpath\n');
+      expect(sockets!.output()).toContain('user-space relay: node sockets (EGRESS_FASTPATH=0)\n');
+    }
   });
 
   it('forwards to an IP target on its remote port, from the egress source IP', async () => {
@@ -87,36 +112,40 @@ describe.each<Path>(['userspace', 'kernel'])('dns-proxy, %s data path', (path) =
   });
 
   it('spreads connections over both A records', async () => {
-    const seen = new Set<string>();
-    for (let i = 0; i < 8; i++) {
-      const r = await banner(lab, 8002);
-      expect(r.stdout).toMatch(/sees 192\.168\.12\.99:/);
-      seen.add(r.stdout.split(' ')[0]!);
+    for (const { off } of carriers()) {
+      const seen = new Set<string>();
+      for (let i = 0; i < 8; i++) {
+        const r = await banner(lab, 8002 + off);
+        expect(r.stdout).toMatch(/sees 192\.168\.12\.99:/);
+        seen.add(r.stdout.split(' ')[0]!);
+      }
+      expect(seen).toEqual(new Set([`${A}:80`, `${B}:80`]));
     }
-    expect(seen).toEqual(new Set([`${A}:80`, `${B}:80`]));
   });
 
   it('serves every client from the live address when the other one is dead', async () => {
     // The kernel path learns it from health checks (every 0.5 s here).
     if (path === 'kernel') await new Promise((r) => setTimeout(r, 1500));
-    for (let i = 0; i < 6; i++) expect((await banner(lab, 8004)).stdout).toMatch(sees(A, 9000));
+    for (const { off } of carriers()) for (let i = 0; i < 6; i++) expect((await banner(lab, 8004 + off)).stdout).toMatch(sees(A, 9000));
   });
 
   it('gives up on a black-holed address after the connect timeout and serves the client from the other', async () => {
     if (path === 'kernel') await new Promise((r) => setTimeout(r, 2500));
-    const times: number[] = [];
-    for (let i = 0; i < 4; i++) {
-      const t0 = Date.now();
-      expect((await banner(lab, 8006)).stdout).toMatch(sees(A, 9000));
-      times.push(Date.now() - t0);
-    }
-    // User space: the first client that drew C waited the 1 s connect timeout, then was retried on A
-    // (and C stays marked down for the next ones). Kernel: health checks removed C before.
-    if (path === 'userspace') {
-      expect(Math.max(...times)).toBeGreaterThanOrEqual(900);
-      expect(proxy.output()).toMatch(/"address":"203\.0\.113\.12".*"err":"ETIMEDOUT".*connect failed/);
-    } else {
-      expect(Math.max(...times)).toBeLessThan(900);
+    for (const { p, off } of carriers()) {
+      const times: number[] = [];
+      for (let i = 0; i < 4; i++) {
+        const t0 = Date.now();
+        expect((await banner(lab, 8006 + off)).stdout).toMatch(sees(A, 9000));
+        times.push(Date.now() - t0);
+      }
+      // User space: the first client that drew C waited the 1 s connect timeout, then was retried on A
+      // (and C stays marked down for the next ones). Kernel: health checks removed C before.
+      if (path === 'userspace') {
+        expect(Math.max(...times)).toBeGreaterThanOrEqual(900);
+        expect(p.output()).toMatch(/"address":"203\.0\.113\.12".*"err":"ETIMEDOUT".*connect failed/);
+      } else {
+        expect(Math.max(...times)).toBeLessThan(900);
+      }
     }
   });
 
@@ -138,13 +167,23 @@ describe.each<Path>(['userspace', 'kernel'])('dns-proxy, %s data path', (path) =
   it('prints debug lines: per connection (user space) and per changed address set', () => {
     const lines = proxy.output().split('\n').filter((l) => l.startsWith('{')).map((l) => JSON.parse(l) as Record<string, unknown>);
     expect(lines.find((l) => l.msg === 'address set changed' && l.name === 'missing.example')).toMatchObject({ addresses: [B] });
-    if (path === 'userspace') {
-      const c = lines.find((l) => l.msg === 'connection' && l.port === 8002);
+    if (path === 'kernel') return;
+    // The Node-socket proxy's lines (8102) are the reference the fast path's must match.
+    for (const { p, off } of carriers()) {
+      const mine = off ? p.output().split('\n').filter((l) => l.startsWith('{')).map((l) => JSON.parse(l) as Record<string, unknown>) : lines;
+      const c = mine.find((l) => l.msg === 'connection' && l.port === 8002 + off);
       expect(c).toMatchObject({ name: 'two.example', bytesFromClient: 0, end: 'closed' });
+      expect(Object.keys(c!).sort()).toEqual(['address', 'bytesFromClient', 'bytesToClient', 'client', 'durationMs', 'end', 'level', 'msg', 'name', 'port', 'time']);
       expect(c!.client).toMatch(/^10\.128\.0\.20:\d+$/);
       expect([`${A}`, `${B}`]).toContain(c!.address);
       expect(c!.bytesToClient).toBeGreaterThan(20);
       expect(typeof c!.durationMs).toBe('number');
+      // The dead address's client: retried, its line names the live one.
+      const dead = mine.filter((l) => l.msg === 'connection' && l.port === 8004 + off);
+      expect(dead.length).toBeGreaterThanOrEqual(6);
+      expect(dead.every((l) => l.address === A && l.end === 'closed')).toBe(true);
+      expect(mine.find((l) => l.msg === 'connect failed, address marked down' && l.port === 8004 + off))
+        .toMatchObject({ level: 40, name: 'dead.example', address: B, err: 'ECONNREFUSED' });
     }
   });
 

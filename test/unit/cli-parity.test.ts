@@ -26,6 +26,8 @@ const DEST = '80 tcp 203.0.113.25';
 const HTTP = { EGRESS_HTTP_PROXY_DESTINATION: 'example.com' };
 const DNS = { EGRESS_DNS_PROXY_DESTINATION: '18080 127.0.0.1' };
 const MISSING = '/nonexistent/erut-parity';
+// A process in which the native fast path's addon cannot be loaded (as in a build without it).
+const NO_ADDON = { NODE_OPTIONS: `--require ${new URL('./no-fastpath.cjs', import.meta.url).pathname}` };
 
 /** check's verdict, then start's: both exit 1 with the same line. */
 function parity(part: string, start: string[], env: Record<string, string>, line: string) {
@@ -58,6 +60,7 @@ describe('check daemon == daemon', () => {
     [{ ...V4, EGRESS_DESTINATION: DEST, EGRESS_ROUTER_MODE: 'init' }, "EGRESS_ROUTER_MODE 'init' does not run a daemon: use 'egress-router run' (the image entrypoint)"],
     [{ ...V4, EGRESS_ROUTER_MODE: 'http-proxy' }, 'No EGRESS_HTTP_PROXY_DESTINATION specified'],
     [{ ...V4, EGRESS_ROUTER_MODE: 'dns-proxy', EGRESS_DNS_PROXY_DESTINATION: '0 example.com' }, 'Invalid port: 0, must be in the range 1 to 65535'],
+    [{ ...V4, ...DNS, ...NO_ADDON, EGRESS_ROUTER_MODE: 'dns-proxy', EGRESS_FASTPATH: '1' }, "EGRESS_FASTPATH=1 but the native fast path is not built: Cannot find module 'egress-router-fastpath'"],
     [{ ...V4, ...HTTP, EGRESS_ROUTER_MODE: 'http-proxy', EGRESS_ROUTER_METRICS_ADDRESS: '[10.0.0.1]:80' }, "EGRESS_ROUTER_METRICS_ADDRESS '[10.0.0.1]:80' is invalid, must be host:port (IPv6 in brackets)"],
     [{ ...V4, EGRESS_DESTINATION: 'x' }, "EGRESS_DESTINATION value 'x' is invalid"],
   ])('%j -> %s', (env, line) => parity('daemon', ['daemon'], env, line));
@@ -88,6 +91,8 @@ describe('check dns-proxy == dns-proxy', () => {
     [{ ...DNS, EGRESS_DNS_PROXY_MODE: 'ebpf' }, "EGRESS_DNS_PROXY_MODE 'ebpf' is invalid, must be 'auto', 'userspace' or 'kernel'"],
     [{ ...DNS, EGRESS_PLACEMENT: 'host', EGRESS_SOURCE: '10.0.0.2', EGRESS_DNS_PROXY_MODE: 'kernel' }, "EGRESS_DNS_PROXY_MODE 'kernel' needs EGRESS_PLACEMENT 'pod'"],
     [{ ...DNS, EGRESS_DNS_PROXY_TTL_MIN: '0' }, "EGRESS_DNS_PROXY_TTL_MIN '0' is invalid, must be a number >= 1"],
+    [{ ...DNS, EGRESS_FASTPATH: 'yes' }, "EGRESS_FASTPATH 'yes' is invalid, must be 'auto', '1' or '0'"],
+    [{ ...DNS, ...NO_ADDON, EGRESS_FASTPATH: '1' }, "EGRESS_FASTPATH=1 but the native fast path is not built: Cannot find module 'egress-router-fastpath'"],
   ])('%j -> %s', (env, line) => parity('dns-proxy', ['dns-proxy'], env, line));
 });
 
@@ -112,6 +117,10 @@ describe('each part reads only its own variables and files', () => {
   it('check http-proxy ignores the other parts\' files', () => {
     const r = run(['check', 'http-proxy'], { ...HTTP, EGRESS_DESTINATION_FILE: MISSING, EGRESS_DNS_PROXY_DESTINATION_FILE: MISSING });
     expect(r.code).toBe(0);
+  });
+  it('check dns-proxy: EGRESS_FASTPATH=1 passes with the addon built; without it, auto passes (Node sockets)', () => {
+    expect(run(['check', 'dns-proxy'], { ...DNS, EGRESS_FASTPATH: '1' }).code).toBe(0);
+    expect(run(['check', 'dns-proxy'], { ...DNS, ...NO_ADDON }).code).toBe(0);
   });
   it('check dns-proxy ignores the other parts\' files and, in pod placement, EGRESS_SOURCE', () => {
     const r = run(['check', 'dns-proxy'], { ...DNS, EGRESS_DESTINATION_FILE: MISSING, EGRESS_HTTP_PROXY_DESTINATION_FILE: MISSING, EGRESS_SOURCE: 'x' });

@@ -19,6 +19,9 @@ import { Watcher } from '../../dns/watcher.js';
 import { AddressPool } from './pool.js';
 import type { DataPath, DnsProxyOptions } from '../../config/dns-proxy-options.js';
 import { UserspaceListener } from './userspace.js';
+import { FastListener } from './fast.js';
+import type { ListenerBase } from './dial.js';
+import { useFastpath } from '../fastpath/index.js';
 import { KernelPath } from './kernel.js';
 import { errorLine, type Engine, type EngineStats, type ListenerStats } from '../../lifecycle/engine.js';
 
@@ -45,7 +48,7 @@ interface Line {
   readonly forward: DnsProxyForward;
   readonly pool: AddressPool;
   readonly path: 'kernel' | 'userspace';
-  readonly listener: UserspaceListener | undefined;
+  readonly listener: ListenerBase | undefined;
 }
 
 const same = (a: DnsProxyForward, b: DnsProxyForward) => a.remotePort === b.remotePort && describeTarget(a.target) === describeTarget(b.target);
@@ -56,6 +59,12 @@ export async function startDnsProxy(d: DnsProxyDeps): Promise<DnsProxy> {
   const banner = (forwards: readonly DnsProxyForward[]) => describeDnsProxy(forwards)
     .map((l, i) => `  ${l}${o.dataPath === 'auto' ? ` (${lineDataPath(o.dataPath, forwards[i]!)})` : ''}\n`).join('');
   out.write(`egress-router dns-proxy (${o.dataPath} data path) forwarding:\n${banner(d.forwards)}`);
+  // The user-space path's carrier, chosen once: the native fast path when it
+  // is built (EGRESS_FASTPATH, config/fastpath.ts), else Node sockets. Said
+  // at start, so a build without the addon is visible.
+  const fast = o.dataPath !== 'kernel' && useFastpath(o.fastpath);
+  const Userspace = fast ? FastListener : UserspaceListener;
+  if (o.dataPath !== 'kernel') out.write(`user-space relay: ${fast ? 'fastpath' : `node sockets (${o.fastpath === 'off' ? 'EGRESS_FASTPATH=0' : 'native fast path not built'})`}\n`);
   const file = d.resolvConf ? undefined : new ResolvConfFile().watch();
   const conf = d.resolvConf ?? (() => file!.current());
   const watchers = new Map<string, Watcher>();
@@ -68,7 +77,7 @@ export async function startDnsProxy(d: DnsProxyDeps): Promise<DnsProxy> {
   const newLine = (f: DnsProxyForward): Line => {
     const pool = new AddressPool({}, f.target.kind === 'ip' ? [f.target.address] : (f.target.kind === 'name' ? watchers.get(f.target.name)?.addresses ?? [] : []));
     const path = lineDataPath(o.dataPath, f);
-    const listener = path === 'userspace' ? new UserspaceListener({ port: f.localPort, remotePort: f.remotePort, target: describeTarget(f.target), pool }, o, log) : undefined;
+    const listener = path === 'userspace' ? new Userspace({ port: f.localPort, remotePort: f.remotePort, target: describeTarget(f.target), pool }, o, log) : undefined;
     return { forward: f, pool, path, listener };
   };
   const listenIfResolved = (l: Line) => (l.listener && l.pool.addresses.length
@@ -114,7 +123,7 @@ export async function startDnsProxy(d: DnsProxyDeps): Promise<DnsProxy> {
     }
     return started;
   };
-  const retired = new Set<UserspaceListener>();
+  const retired = new Set<ListenerBase>();
   const retire = (l: Line) => {
     const ls = l.listener;
     if (!ls) return;

@@ -71,6 +71,8 @@ interface NativeLoop {
   adopt(id: number): number;
   peer(id: number): [string, number] | undefined;
   drainIdle(lid: number): void;
+  destroyAll(lid: number): void;
+  error(id: number): string | undefined;
   sweepEvery(ms: number): void;
   active(): number;
   close(): void;
@@ -156,6 +158,10 @@ export class FastPath {
   destroy(id: number): void { this.loop.destroy(id); }
   /** Close every head-mode connection of the listener that has not sent a byte (a drain). */
   drainIdle(lid: number): void { this.loop.drainIdle(lid); }
+  /** Close every connection of the listener now, whatever its state (each reports closed(), reason Shutdown). */
+  destroyAll(lid: number): void { this.loop.destroyAll(lid); }
+  /** The code (ECONNRESET, EPIPE...) of the socket error that ended a connection; read it inside closed(). */
+  error(id: number): string | undefined { return this.loop.error(id); }
   /** [address, port] of the client, IPv4-mapped shown as IPv4. */
   peer(id: number): [string, number] | undefined { return this.loop.peer(id); }
   get active(): number { return this.loop.active(); }
