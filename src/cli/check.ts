@@ -16,6 +16,7 @@ import { ruleCount } from '../plan/nft.js';
 import { serviceConfig, SERVICE_VARS } from '../config/service.js';
 import { envHelp, type CliContext } from './context.js';
 import { firewallSummary } from './firewall.js';
+import { httpProxyReady } from './http-proxy.js';
 
 export function registerCheck(program: Command, ctx: () => CliContext): void {
   program
@@ -37,6 +38,7 @@ export function checkSummary(env: Env, part: string): string[] {
   // The long-running parts also read the runner's variables, after their own (as they start).
   if (part === 'http-proxy') {
     const cfg = httpProxyConfig(env);
+    httpProxyReady(cfg);
     serviceConfig(env);
     return ['http-proxy: configuration OK', ...describeHttpProxy(cfg)];
   }

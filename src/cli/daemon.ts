@@ -16,7 +16,7 @@ import { redirectEngine } from '../engines/redirect/engine.js';
 import type { Engine } from '../lifecycle/engine.js';
 import { runService } from '../lifecycle/runner.js';
 import { envHelp, type CliContext } from './context.js';
-import { startHttpProxyEngine } from './http-proxy.js';
+import { httpProxyReady, startHttpProxyEngine } from './http-proxy.js';
 import { startDnsProxyEngine } from './dns-proxy.js';
 import { setUpRouter } from './setup.js';
 
@@ -29,6 +29,7 @@ export function registerDaemon(program: Command, ctx: () => CliContext): void {
       const c = ctx();
       // Every part this process will run is validated before anything is touched.
       const cfg = daemonConfig(c.env);
+      if (cfg.httpProxy) httpProxyReady(cfg.httpProxy);
       const r = cfg.router;
       const log = c.logger(r.debug || cfg.httpProxy?.debug || cfg.dnsProxy?.options.debug ? 'debug' : 'info');
       log.info({ mode: r.mode, placement: r.options.placement, source: r.source.address, gateway: r.gateway }, 'egress-router daemon starting');

@@ -12,6 +12,7 @@ import { runService } from '../lifecycle/runner.js';
 import { describeHttpPolicy } from '../config/http-proxy.js';
 import type { Cidr } from '../config/ip.js';
 import { DEFAULT_LIMITS } from '../engines/http-proxy/runtime.js';
+import { useFastpath } from '../engines/fastpath/index.js';
 import { createLogger, type Logger } from '../observe/log.js';
 import { createLineSink } from '../observe/sink.js';
 import { envHelp, withFlags, type CliContext } from './context.js';
@@ -36,10 +37,20 @@ export function registerHttpProxy(program: Command, ctx: () => CliContext): void
       // The same function `check http-proxy` calls: every bad variable or flag fails here, before listening.
       const { env, from } = withFlags(ctx().env, HTTP_PROXY_FLAGS, f);
       const cfg = httpProxyConfig(env, from);
+      httpProxyReady(cfg);
       const log = requestLogger(program, ctx, cfg.debug ? 'debug' : 'info');
       const service = serviceConfig(env);
       await runService({ log, env: env as NodeJS.ProcessEnv, service, start: async () => [await startHttpProxyEngine(cfg, log)] });
     });
+}
+
+/**
+ * What the configuration needs of this machine, checked by `check
+ * http-proxy`, `http-proxy` and `daemon` before anything starts:
+ * EGRESS_FASTPATH=1 needs the native addon (one line, exit 1, without it).
+ */
+export function httpProxyReady(cfg: HttpProxyConfig): void {
+  useFastpath(cfg.fastpath);
 }
 
 /** The engine as both `http-proxy` and `daemon` start it: the policy printed, then listening. */
@@ -47,8 +58,9 @@ export async function startHttpProxyEngine(cfg: HttpProxyConfig, log: Logger): P
   const { policy, placement, localAddress, clients, connectPorts, debug } = cfg;
   log.info({ policy: describeHttpPolicy(policy), placement, localAddress, clients: clients?.map(cidrText), connectPorts }, 'http-proxy policy (first match wins)');
   const { startHttpProxy } = await import('../engines/http-proxy/index.js');
-  const proxy = await startHttpProxy({ policy, logger: log, host: cfg.listen, port: cfg.port, localAddress, debug, limits: cfg.limits, clients, connectPorts, file: cfg.file });
-  log.info({ listen: cfg.listen, port: proxy.port }, 'http-proxy listening');
+  const proxy = await startHttpProxy({ policy, logger: log, host: cfg.listen, port: cfg.port, localAddress, debug, limits: cfg.limits, clients, connectPorts, fastpath: cfg.fastpath, file: cfg.file });
+  // `accept` names the path: 'fastpath' unless EGRESS_FASTPATH=0 or the addon is not built.
+  log.info({ listen: cfg.listen, port: proxy.port, accept: proxy.accept }, 'http-proxy listening');
   return proxy;
 }
 
