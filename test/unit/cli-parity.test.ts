@@ -8,8 +8,9 @@
  * its own (unshare -n), so even then it touches nothing of the machine's.
  */
 import { spawnSync } from 'node:child_process';
+import { join } from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
-import { BIN, ensureBuilt } from './dist.js';
+import { BIN, ROOT, ensureBuilt } from './dist.js';
 
 interface Run { code: number | null; stdout: string; stderr: string }
 const ISOLATE = process.getuid?.() === 0 ? ['unshare', '-n', '--'] : [];
@@ -26,6 +27,9 @@ const DEST = '80 tcp 203.0.113.25';
 const HTTP = { EGRESS_HTTP_PROXY_DESTINATION: 'example.com' };
 const DNS = { EGRESS_DNS_PROXY_DESTINATION: '18080 127.0.0.1' };
 const MISSING = '/nonexistent/erut-parity';
+/** The native fast path's addon made unloadable for this process (test/unit/hide-fastpath.cjs). */
+const NO_ADDON = { NODE_OPTIONS: `--require=${join(ROOT, 'test/unit/hide-fastpath.cjs')}` };
+const NOT_BUILT = "EGRESS_FASTPATH=1 but the native fast path is not built: Cannot find module 'egress-router-fastpath'";
 
 /** check's verdict, then start's: both exit 1 with the same line. */
 function parity(part: string, start: string[], env: Record<string, string>, line: string) {
@@ -60,6 +64,7 @@ describe('check daemon == daemon', () => {
     [{ ...V4, EGRESS_ROUTER_MODE: 'dns-proxy', EGRESS_DNS_PROXY_DESTINATION: '0 example.com' }, 'Invalid port: 0, must be in the range 1 to 65535'],
     [{ ...V4, ...HTTP, EGRESS_ROUTER_MODE: 'http-proxy', EGRESS_ROUTER_METRICS_ADDRESS: '[10.0.0.1]:80' }, "EGRESS_ROUTER_METRICS_ADDRESS '[10.0.0.1]:80' is invalid, must be host:port (IPv6 in brackets)"],
     [{ ...V4, EGRESS_DESTINATION: 'x' }, "EGRESS_DESTINATION value 'x' is invalid"],
+    [{ ...V4, ...HTTP, EGRESS_ROUTER_MODE: 'http-proxy', EGRESS_FASTPATH: '1', ...NO_ADDON }, NOT_BUILT],
   ])('%j -> %s', (env, line) => parity('daemon', ['daemon'], env, line));
 });
 
@@ -74,7 +79,15 @@ describe('check http-proxy == http-proxy', () => {
     [{ ...HTTP, EGRESS_HTTP_PROXY_CONNECT_PORTS: '443 0' }, "CONNECT port '0' is invalid, must be a number from 1 to 65535"],
     [{ ...HTTP, EGRESS_HTTP_PROXY_PORT: 'x' }, "EGRESS_HTTP_PROXY_PORT 'x' is invalid, must be a number from 0 to 65535"],
     [{ ...HTTP, EGRESS_ROUTER_METRICS_ADDRESS: 'localhost:99999' }, "EGRESS_ROUTER_METRICS_ADDRESS 'localhost:99999' is invalid, must be host:port (IPv6 in brackets)"],
+    [{ ...HTTP, EGRESS_FASTPATH: 'yes' }, "EGRESS_FASTPATH 'yes' is invalid, must be 'auto', '1' or '0'"],
+    [{ ...HTTP, EGRESS_FASTPATH: '1', ...NO_ADDON }, NOT_BUILT],
   ])('%j -> %s', (env, line) => parity('http-proxy', ['http-proxy'], env, line));
+
+  it('without the addon, the default (auto) and EGRESS_FASTPATH=0 pass; with it, EGRESS_FASTPATH=1 passes', () => {
+    expect(run(['check', 'http-proxy'], { ...HTTP, ...NO_ADDON }).code).toBe(0);
+    expect(run(['check', 'http-proxy'], { ...HTTP, EGRESS_FASTPATH: '0', ...NO_ADDON }).code).toBe(0);
+    expect(run(['check', 'http-proxy'], { ...HTTP, EGRESS_FASTPATH: '1' }).code).toBe(0);
+  });
 });
 
 describe('check dns-proxy == dns-proxy', () => {
