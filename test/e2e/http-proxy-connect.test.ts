@@ -30,6 +30,8 @@ const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 type Proc = Awaited<ReturnType<Lab['spawnReady']>>;
 type Json = Record<string, unknown>;
 const MODES = [['1', 'fastpath', 8084], ['0', 'net.Socket', 8085]] as const;
+/** Each proxy's /metrics, in the pod namespace. */
+const METRICS = { 8084: '127.0.0.1:9484', 8085: '127.0.0.1:9485' } as const;
 
 describe('http-proxy CONNECT on both accept paths', () => {
   let lab: Lab;
@@ -49,7 +51,7 @@ describe('http-proxy CONNECT on both accept paths', () => {
     for (const [fastpath, , port] of MODES) {
       const env = {
         ...process.env, EGRESS_FASTPATH: fastpath, EGRESS_HTTP_PROXY_DESTINATION: POLICY, EGRESS_HTTP_PROXY_DEBUG: '1',
-        EGRESS_HTTP_PROXY_CONNECT_PORTS: '7000 81 9999', EGRESS_HTTP_PROXY_CLIENTS: `${ADDR.client}/32`,
+        EGRESS_HTTP_PROXY_CONNECT_PORTS: '7000 81 9999', EGRESS_HTTP_PROXY_CLIENTS: `${ADDR.client}/32`, EGRESS_ROUTER_METRICS_ADDRESS: METRICS[port],
       };
       proxies.set(fastpath, await lab.spawnReady('pod', [process.execPath, BIN, 'http-proxy', '--port', String(port), '--header-timeout', '1500', '--connect-timeout', '1500'], 'http-proxy listening', { env }));
     }
@@ -137,5 +139,23 @@ describe('http-proxy CONNECT on both accept paths', () => {
       // The pod itself is not on the client list.
       expect(await raw(`CONNECT ${A}:7000 HTTP/1.1\r\n\r\n`, 'pod')).toEqual({ reply: closing('403 Forbidden', 'denied: client address not allowed\n'), closed: true });
     });
+  });
+
+  // Both proxies were sent the same connections above (the describe.each
+  // blocks run first), so every counter must agree: accepted, refused by
+  // reason, bytes each way, decisions per rule, and nothing left open.
+  it('both paths count the same (metrics of the two proxies, once their connections have ended)', async () => {
+    const counters = async (port: 8084 | 8085) => {
+      const r = await lab.exec('pod', ['curl', '-sS', '-m', '5', `http://${METRICS[port]}/metrics`], { timeoutMs: 10_000 });
+      return r.stdout.split('\n').filter((l) => /^egress_router_(connections|client|policy)_/.test(l)).map((l) => l.replace(`http-proxy:${port}`, 'http-proxy:N')).sort();
+    };
+    let fast: string[] = [], sockets: string[] = [];
+    for (const end = Date.now() + 8000; Date.now() < end; await sleep(200)) {
+      [fast, sockets] = await Promise.all([counters(8084), counters(8085)]);
+      if (fast.join() === sockets.join() && fast.some((l) => l.startsWith('egress_router_connections_active{') && l.endsWith(' 0'))) break;
+    }
+    expect(fast.find((l) => l.startsWith('egress_router_connections_accepted_total{'))).toMatch(/ 1[0-9]$/);
+    expect(fast).toContain('egress_router_connections_active{engine="http-proxy",listener="http-proxy:N"} 0');
+    expect(fast).toEqual(sockets);
   });
 });
