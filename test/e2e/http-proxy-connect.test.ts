@@ -12,6 +12,7 @@ import { join } from 'node:path';
 import { createLab, ADDR, ROOT, type Lab } from '../lab/lab.js';
 import { startDnsServer, type DnsServer } from '../lab/dns.js';
 import { BIN, ensureBuilt } from '../unit/dist.js';
+import { client, exited, until } from '../lab/ops.js';
 
 const [A, B] = ADDR.inet as unknown as [string, string];
 const REFUSING = '203.0.113.13';
@@ -40,7 +41,7 @@ describe('http-proxy CONNECT on both accept paths', () => {
 
   beforeAll(async () => {
     await ensureBuilt();
-    lab = await createLab({ echo: [`${A}:7000`, `${B}:7000`] });
+    lab = await createLab({ echo: [`${A}:7000`, `${B}:7000`], http: [`${B}:80`] });
     dns = await startDnsServer(lab, { address: ADDR.dns, zone: ZONE });
     await lab.addInetAddress(REFUSING);
     lab.writeResolvConf('pod', ADDR.dns);
@@ -157,5 +158,37 @@ describe('http-proxy CONNECT on both accept paths', () => {
     expect(fast.find((l) => l.startsWith('egress_router_connections_accepted_total{'))).toMatch(/ 1[0-9]$/);
     expect(fast).toContain('egress_router_connections_active{engine="http-proxy",listener="http-proxy:N"} 0');
     expect(fast).toEqual(sockets);
+  });
+
+  // Last: it stops both proxies.
+  it('SIGTERM drains on both paths: new connections refused, a byte-less and an idle keep-alive connection closed, a busy tunnel finishes, exit 0', async () => {
+    const raw = (port: number, request: string) => lab.exec('client', [process.execPath, FRAMING, 'raw', `${ADDR.pod}:${port}`, Buffer.from(request, 'latin1').toString('base64'), '6000'], { timeoutMs: 15_000 })
+      .then((r) => JSON.parse(r.stdout) as { reply: string; closed: boolean });
+    const held = MODES.map(([, , port]) => ({
+      tunnel: client<{ openAtEnd: boolean; sent: number; echoed: number }>(lab, ['hold', `${ADDR.pod}:${port}`, '100', '2500', `${A}:7000`]),
+      silent: raw(port, ''),
+      keepAlive: raw(port, `GET http://${B}/ HTTP/1.1\r\nHost: ${B}\r\n\r\n`),
+    }));
+    // Three connections to each proxy, established, and the keep-alive one answered.
+    for (const [, , port] of MODES) {
+      await until(async () => (await lab.exec('client', ['ss', '-Htn', 'state', 'established', 'dst', `${ADDR.pod}:${port}`])).stdout.trim().split('\n').length >= 3 || undefined, 10_000);
+    }
+    await sleep(500);
+    const t0 = Date.now();
+    const gone = MODES.map(([fastpath]) => { const p = proxies.get(fastpath)!; p.kill('SIGTERM'); return exited(p); });
+    for (const [i, [, path, port]] of MODES.entries()) {
+      const h = held[i]!;
+      expect(await h.silent, path).toEqual({ reply: '', closed: true });
+      const ka = await h.keepAlive;
+      expect(ka.reply, path).toMatch(/^HTTP\/1.1 200 /);
+      expect(ka.closed, path).toBe(true);
+      expect(Date.now() - t0, `${path}: idle connections closed at once`).toBeLessThan(2000);
+      const refused = await lab.exec('client', ['curl', '-sS', '-m', '3', '-o', '/dev/null', '-w', '%{http_code}', '-x', `http://${ADDR.pod}:${port}`, `http://${B}/`]);
+      expect(refused.stdout, path).toBe('000');
+      const t = await h.tunnel;
+      expect(t, path).toMatchObject({ openAtEnd: true });
+      expect(t.echoed, path).toBe(t.sent);
+      expect(await gone[i], path).toEqual({ code: 0, signal: null });
+    }
   });
 });
