@@ -120,6 +120,7 @@ class Connection implements TunnelHost {
   private waiting: 'head' | 'idle' = 'head';
   /** Handed to the CONNECT handler: no longer ours to end. */
   private tunnel = false;
+
   constructor(readonly rt: Runtime, readonly sock: net.Socket, private readonly h: Handlers, private readonly fronts: Fronts, readonly client: string) {
     (sock as Owned)[OWNER] = this;
     sock.on('data', onSockData);
