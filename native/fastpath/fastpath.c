@@ -361,8 +361,10 @@ static void on_listener(Loop *L, Listener *l) {
       c->deadline = now_ms() + l->head_ms;
     } else {
       c->state = ST_WAIT;
-      fp_emit(L, EV_ACCEPT, c, NULL, NULL, NULL);
     }
+    /* Head mode too (as engines/fastpath documents it): limits and allow-lists act before any byte is read.
+     * The handler may end() or destroy() it here; reading the head follows otherwise. */
+    fp_emit(L, EV_ACCEPT, c, NULL, NULL, NULL);
     if (!l->open) return; /* JS closed the listener in the callback */
   }
 }

@@ -47,8 +47,9 @@ export async function startHttpProxyEngine(cfg: HttpProxyConfig, log: Logger): P
   const { policy, placement, localAddress, clients, connectPorts, debug } = cfg;
   log.info({ policy: describeHttpPolicy(policy), placement, localAddress, clients: clients?.map(cidrText), connectPorts }, 'http-proxy policy (first match wins)');
   const { startHttpProxy } = await import('../engines/http-proxy/index.js');
-  const proxy = await startHttpProxy({ policy, logger: log, host: cfg.listen, port: cfg.port, localAddress, debug, limits: cfg.limits, clients, connectPorts, file: cfg.file });
-  log.info({ listen: cfg.listen, port: proxy.port }, 'http-proxy listening');
+  const proxy = await startHttpProxy({ policy, logger: log, host: cfg.listen, port: cfg.port, localAddress, debug, limits: cfg.limits, clients, connectPorts, fastpath: cfg.fastpath, file: cfg.file });
+  // `accept` names the path: 'fastpath' unless EGRESS_FASTPATH=0 or the addon is not built.
+  log.info({ listen: cfg.listen, port: proxy.port, accept: proxy.accept }, 'http-proxy listening');
   return proxy;
 }
 

@@ -9,7 +9,6 @@ import { die } from './errors.js';
 import { parseInteger, parseSeconds } from './int.js';
 import { bindAddress, parsePlacement, type Placement } from './placement.js';
 import { FASTPATH_HELP, parseFastpath, type FastpathWanted } from './fastpath.js';
-import { useFastpath } from '../engines/fastpath/index.js';
 
 /**
  * 'auto': per line, by what each path can guarantee. A name's line goes to
@@ -117,9 +116,5 @@ export function dnsProxyOptions(env: Env, placement: Placement = parsePlacement(
     healthIntervalMs: seconds(env, 'EGRESS_DNS_PROXY_HEALTH_INTERVAL', 2, 0.1) * 1000,
     fastpath: parseFastpath(env),
   };
-  // '1' without the addon: refused here, where `check dns-proxy` and the start both look.
-  if (options.fastpath === 'on') {
-    try { useFastpath('on'); } catch (e) { die((e as Error).message); }
-  }
   return options;
 }

@@ -8,6 +8,7 @@
  */
 import { destinationValue, type Env } from './env.js';
 import { die } from './errors.js';
+import { FASTPATH_HELP, parseFastpath, type FastpathWanted } from './fastpath.js';
 import { isHostname } from './host.js';
 import { describeHttpPolicy, parseHttpProxyDestinations, type HttpPolicy } from './http-proxy.js';
 import { ipFamily, parseCidr, type Cidr } from './ip.js';
@@ -35,6 +36,8 @@ export interface HttpProxyConfig {
   readonly listen: string;
   readonly port: number;
   readonly limits: HttpProxyLimits;
+  /** EGRESS_FASTPATH: accept (and relay CONNECT tunnels) on the native fast path. */
+  readonly fastpath: FastpathWanted;
   /** EGRESS_HTTP_PROXY_DESTINATION_FILE and the text the rules were parsed from (a reload follows it). */
   readonly file: { readonly path: string; readonly text: string } | undefined;
 }
@@ -68,6 +71,7 @@ export const HTTP_PROXY_VARS: Record<string, string> = {
   EGRESS_HTTP_PROXY_IDLE_TIMEOUT: 'ms idle on a tunnel or upstream request; flag --idle-timeout',
   EGRESS_HTTP_PROXY_KEEPALIVE_TIMEOUT: 'ms idle client connection between requests; flag --keepalive-timeout',
   EGRESS_HTTP_PROXY_CONNECT_TIMEOUT: 'ms for the TCP connect to the target; flag --connect-timeout',
+  EGRESS_FASTPATH: FASTPATH_HELP,
   EGRESS_PLACEMENT: "'pod' (default) or 'host': host placement binds outbound sockets to EGRESS_SOURCE",
   EGRESS_SOURCE: 'the egress source IP (IP or IP/len), used in host placement',
 };
@@ -99,7 +103,8 @@ export function httpProxyConfig(env: Env, from: Readonly<Record<string, string>>
   const port = value('port') === undefined ? 8080 : int(value('port')!, name('port'), 0, 65535);
   const listen = value('listen') ?? '0.0.0.0';
   if (ipFamily(listen) === 0 && !isHostname(listen)) die(`${name('listen')} '${listen}' is not an IP address or host name`);
-  return { policy, debug: !!env.EGRESS_HTTP_PROXY_DEBUG, placement, localAddress, clients, connectPorts, listen, port, limits, file: filePath ? { path: filePath, text: rulesText ?? '' } : undefined };
+  const fastpath = parseFastpath(env);
+  return { policy, debug: !!env.EGRESS_HTTP_PROXY_DEBUG, placement, localAddress, clients, connectPorts, listen, port, limits, fastpath, file: filePath ? { path: filePath, text: rulesText ?? '' } : undefined };
 }
 
 function list(v: string | undefined): string[] | undefined {

@@ -5,6 +5,7 @@
  * they see, so "leaves with the egress source IP" is asserted in their words.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { createRequire } from 'node:module';
 import { join } from 'node:path';
 import { createLab, ADDR, ADDR6, ROOT, type Lab } from '../lab/lab.js';
 import { startDnsServer, type DnsServer } from '../lab/dns.js';
@@ -73,7 +74,8 @@ describe('http-proxy mode', () => {
     await lab.exec('pod', ['ip', '-6', 'route', 'replace', 'default', 'via', ADDR6.gateway, 'dev', 'macvlan0']);
     // A target that never answers a SYN: the 504 case.
     await lab.exec('inet', ['nft', `add table inet erh; add chain inet erh in { type filter hook input priority 0; }; add rule inet erh in tcp dport 9999 drop`]);
-    const env = { ...process.env, EGRESS_HTTP_PROXY_DESTINATION: POLICY };
+    // The default accept path (EGRESS_FASTPATH unset): asserted below.
+    const env = { ...process.env, EGRESS_HTTP_PROXY_DESTINATION: POLICY, EGRESS_FASTPATH: undefined };
     proxy = await lab.spawnReady('pod', [process.execPath, BIN, 'http-proxy', '--header-timeout', '1500', '--connect-timeout', '1500'], 'http-proxy listening', { env });
     const openEnv = { ...process.env, EGRESS_HTTP_PROXY_DESTINATION: '!*.corp.example\n*', EGRESS_HTTP_PROXY_CONNECT_PORTS: '80', EGRESS_HTTP_PROXY_CLIENTS: `${ADDR.client}/32` };
     await lab.spawnReady('pod', [process.execPath, BIN, 'http-proxy', '--port', '8081'], 'http-proxy listening', { env: openEnv });
@@ -84,6 +86,13 @@ describe('http-proxy mode', () => {
     const first = JSON.parse(proxy.output().split('\n')[0]!);
     expect(first.policy).toEqual(['1. deny 203.0.113.12/32', '2. deny blocked.corp.example', '3. allow corp.example and its subdomains',
       '4. allow allowed.example', '5. allow 203.0.113.10/31', '6. allow 2001:db8:113::/64', '7. deny everything else']);
+  });
+
+  it('accepts on the native fast path by default: the addon is built, and no silent fallback to net.Socket', () => {
+    // As the engine loads it: a missing build fails here rather than passing on net.Socket.
+    expect(() => createRequire(import.meta.url)('egress-router-fastpath')).not.toThrow();
+    const started = proxy.output().split('\n').find((l) => l.includes('"msg":"http-proxy listening"'));
+    expect(JSON.parse(started!)).toMatchObject({ port: 8080, accept: 'fastpath' });
   });
 
   it('allowed name, plain GET: reaches the server from the egress source IP, Via added', async () => {

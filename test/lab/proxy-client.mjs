@@ -3,7 +3,9 @@
 //       writing, print everything read until the tunnel closes (half-close must carry the reply)
 //   node proxy-client.mjs slowloris PROXY:PORT MAXLINES INTERVALMS   headers one line at a time,
 //       never finishing; print JSON {closedAfterMs, lines, reply} when the proxy cuts us off
-// Both are bounded: MAXLINES lines at most, and a hard 20 s exit.
+//   node proxy-client.mjs reset PROXY:PORT TARGET:PORT MS   CONNECT, then reset the connection (RST)
+//       after MS: a client gone while its tunnel connects; print JSON {reply} (what came before)
+// All are bounded: MAXLINES lines at most, and a hard 20 s exit.
 import net from 'node:net';
 
 const [mode, proxy, a3, a4] = process.argv.slice(2);
@@ -32,4 +34,10 @@ if (mode === 'halfclose') {
     }, Number(a4));
   });
   s.on('close', () => { console.log(JSON.stringify({ closedAfterMs: Date.now() - start, lines, reply: got })); process.exit(0); });
+} else if (mode === 'reset') {
+  s.on('connect', () => {
+    s.write(`CONNECT ${a3} HTTP/1.1\r\nHost: ${a3}\r\n\r\n`);
+    setTimeout(() => s.resetAndDestroy(), Number(a4));
+  });
+  s.on('close', () => { console.log(JSON.stringify({ reply: got })); process.exit(0); });
 }

@@ -8,8 +8,9 @@
  * its own (unshare -n), so even then it touches nothing of the machine's.
  */
 import { spawnSync } from 'node:child_process';
+import { join } from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
-import { BIN, ensureBuilt } from './dist.js';
+import { BIN, ROOT, ensureBuilt } from './dist.js';
 
 interface Run { code: number | null; stdout: string; stderr: string }
 const ISOLATE = process.getuid?.() === 0 ? ['unshare', '-n', '--'] : [];
@@ -28,6 +29,7 @@ const DNS = { EGRESS_DNS_PROXY_DESTINATION: '18080 127.0.0.1' };
 const MISSING = '/nonexistent/erut-parity';
 // A process in which the native fast path's addon cannot be loaded (as in a build without it).
 const NO_ADDON = { NODE_OPTIONS: `--require ${new URL('./no-fastpath.cjs', import.meta.url).pathname}` };
+const NOT_BUILT = "EGRESS_FASTPATH=1 but the native fast path is not built: Cannot find module 'egress-router-fastpath'";
 
 /** check's verdict, then start's: both exit 1 with the same line. */
 function parity(part: string, start: string[], env: Record<string, string>, line: string) {
@@ -60,9 +62,10 @@ describe('check daemon == daemon', () => {
     [{ ...V4, EGRESS_DESTINATION: DEST, EGRESS_ROUTER_MODE: 'init' }, "EGRESS_ROUTER_MODE 'init' does not run a daemon: use 'egress-router run' (the image entrypoint)"],
     [{ ...V4, EGRESS_ROUTER_MODE: 'http-proxy' }, 'No EGRESS_HTTP_PROXY_DESTINATION specified'],
     [{ ...V4, EGRESS_ROUTER_MODE: 'dns-proxy', EGRESS_DNS_PROXY_DESTINATION: '0 example.com' }, 'Invalid port: 0, must be in the range 1 to 65535'],
-    [{ ...V4, ...DNS, ...NO_ADDON, EGRESS_ROUTER_MODE: 'dns-proxy', EGRESS_FASTPATH: '1' }, "EGRESS_FASTPATH=1 but the native fast path is not built: Cannot find module 'egress-router-fastpath'"],
+    [{ ...V4, ...DNS, ...NO_ADDON, EGRESS_ROUTER_MODE: 'dns-proxy', EGRESS_FASTPATH: '1' }, NOT_BUILT],
     [{ ...V4, ...HTTP, EGRESS_ROUTER_MODE: 'http-proxy', EGRESS_ROUTER_METRICS_ADDRESS: '[10.0.0.1]:80' }, "EGRESS_ROUTER_METRICS_ADDRESS '[10.0.0.1]:80' is invalid, must be host:port (IPv6 in brackets)"],
     [{ ...V4, EGRESS_DESTINATION: 'x' }, "EGRESS_DESTINATION value 'x' is invalid"],
+    [{ ...V4, ...HTTP, EGRESS_ROUTER_MODE: 'http-proxy', EGRESS_FASTPATH: '1', ...NO_ADDON }, NOT_BUILT],
   ])('%j -> %s', (env, line) => parity('daemon', ['daemon'], env, line));
 });
 
@@ -77,7 +80,15 @@ describe('check http-proxy == http-proxy', () => {
     [{ ...HTTP, EGRESS_HTTP_PROXY_CONNECT_PORTS: '443 0' }, "CONNECT port '0' is invalid, must be a number from 1 to 65535"],
     [{ ...HTTP, EGRESS_HTTP_PROXY_PORT: 'x' }, "EGRESS_HTTP_PROXY_PORT 'x' is invalid, must be a number from 0 to 65535"],
     [{ ...HTTP, EGRESS_ROUTER_METRICS_ADDRESS: 'localhost:99999' }, "EGRESS_ROUTER_METRICS_ADDRESS 'localhost:99999' is invalid, must be host:port (IPv6 in brackets)"],
+    [{ ...HTTP, EGRESS_FASTPATH: 'yes' }, "EGRESS_FASTPATH 'yes' is invalid, must be 'auto', '1' or '0'"],
+    [{ ...HTTP, EGRESS_FASTPATH: '1', ...NO_ADDON }, NOT_BUILT],
   ])('%j -> %s', (env, line) => parity('http-proxy', ['http-proxy'], env, line));
+
+  it('without the addon, the default (auto) and EGRESS_FASTPATH=0 pass; with it, EGRESS_FASTPATH=1 passes', () => {
+    expect(run(['check', 'http-proxy'], { ...HTTP, ...NO_ADDON }).code).toBe(0);
+    expect(run(['check', 'http-proxy'], { ...HTTP, EGRESS_FASTPATH: '0', ...NO_ADDON }).code).toBe(0);
+    expect(run(['check', 'http-proxy'], { ...HTTP, EGRESS_FASTPATH: '1' }).code).toBe(0);
+  });
 });
 
 describe('check dns-proxy == dns-proxy', () => {
@@ -92,7 +103,7 @@ describe('check dns-proxy == dns-proxy', () => {
     [{ ...DNS, EGRESS_PLACEMENT: 'host', EGRESS_SOURCE: '10.0.0.2', EGRESS_DNS_PROXY_MODE: 'kernel' }, "EGRESS_DNS_PROXY_MODE 'kernel' needs EGRESS_PLACEMENT 'pod'"],
     [{ ...DNS, EGRESS_DNS_PROXY_TTL_MIN: '0' }, "EGRESS_DNS_PROXY_TTL_MIN '0' is invalid, must be a number >= 1"],
     [{ ...DNS, EGRESS_FASTPATH: 'yes' }, "EGRESS_FASTPATH 'yes' is invalid, must be 'auto', '1' or '0'"],
-    [{ ...DNS, ...NO_ADDON, EGRESS_FASTPATH: '1' }, "EGRESS_FASTPATH=1 but the native fast path is not built: Cannot find module 'egress-router-fastpath'"],
+    [{ ...DNS, ...NO_ADDON, EGRESS_FASTPATH: '1' }, NOT_BUILT],
   ])('%j -> %s', (env, line) => parity('dns-proxy', ['dns-proxy'], env, line));
 });
 

@@ -166,10 +166,14 @@ export class FastPath {
   peer(id: number): [string, number] | undefined { return this.loop.peer(id); }
   get active(): number { return this.loop.active(); }
 
-  /** Hand the client's socket to Node (a request the fast path does not relay); no closed() follows. */
-  adopt(id: number): net.Socket | undefined {
+  /**
+   * Hand the client's socket to Node (a request the fast path does not relay); no closed() follows.
+   * `options`: stream options of the new socket (highWaterMark, as a net.Server's sockets may have).
+   */
+  adopt(id: number, options?: { highWaterMark?: number }): net.Socket | undefined {
     const fd = this.loop.adopt(id);
-    return fd < 0 ? undefined : new net.Socket({ fd, readable: true, writable: true, allowHalfOpen: true });
+    // highWaterMark is a Duplex option net.Socket passes on; @types/node 20 omits it.
+    return fd < 0 ? undefined : new net.Socket({ ...options, fd, readable: true, writable: true, allowHalfOpen: true } as net.SocketConstructorOpts);
   }
 
   close(): void { this.loop.close(); }

@@ -8,7 +8,7 @@
 import type { Readable } from 'node:stream';
 import { Agent, type Dispatcher } from 'undici';
 import { denialText } from './policy.js';
-import { MAX_ATTEMPTS } from './connect.js';
+import { MAX_ATTEMPTS } from './tunnel.js';
 import type { Address } from '../../dns/lookup.js';
 import { route, type Route } from './route.js';
 import type { Runtime } from './runtime.js';

@@ -11,7 +11,7 @@
  */
 import { STATUS_CODES } from 'node:http';
 import type net from 'node:net';
-import { ChunkedDecoder, closingReply, parseRequestHead, type RequestHead } from './http1.js';
+import { ChunkedDecoder, closingReply, parseRequestHead, type HeadResult, type RequestHead } from './http1.js';
 import { BodySource } from './body.js';
 import { clientAddress } from './logline.js';
 import type { Runtime } from './runtime.js';
@@ -23,6 +23,17 @@ export interface Handlers {
 }
 
 type Headers = Record<string, string | string[] | undefined>;
+type HeadOk = Extract<HeadResult, { kind: 'ok' }>;
+
+/**
+ * A request refused before any decision (400, 408, 431, 501, 505): its access
+ * line (as squid logs error:invalid-request), and the closing reply to send.
+ * Shared with the fast path (fast.ts), which reads first heads in C.
+ */
+export function headError(rt: Runtime, client: string, status: number, reason: string): string {
+  rt.access.request({ client, method: '-', target: '-', decision: 'error', status, reason, bytesIn: 0, bytesOut: 0 });
+  return closingReply(status, `${reason}\n`);
+}
 
 /**
  * The connections of one listener and their deadlines. Deadlines are numbers
@@ -40,8 +51,15 @@ export class Fronts {
     this.sweep = setInterval(() => this.check(), sweepEvery(L.headersTimeoutMs, L.keepAliveTimeoutMs, L.idleTimeoutMs, L.connectTimeoutMs)).unref();
   }
 
-  serve(sock: net.Socket): void {
-    this.conns.add(new Connection(this.rt, sock, this.h, this));
+  /**
+   * Serve a client connection. From the fast path (fast.ts): the client's
+   * address as accepted, and the bytes read so far with their complete head,
+   * parsed already (it is not a CONNECT).
+   */
+  serve(sock: net.Socket, client?: string, first?: Buffer, head?: HeadOk): void {
+    const c = new Connection(this.rt, sock, this.h, this, client ?? clientAddress(sock));
+    this.conns.add(c);
+    if (first && head) c.begin(first, head);
   }
 
   /** The socket closed (the one 'close' listener of a connection). */
@@ -102,10 +120,8 @@ class Connection implements TunnelHost {
   private waiting: 'head' | 'idle' = 'head';
   /** Handed to the CONNECT handler: no longer ours to end. */
   private tunnel = false;
-  readonly client: string;
 
-  constructor(readonly rt: Runtime, readonly sock: net.Socket, private readonly h: Handlers, private readonly fronts: Fronts) {
-    this.client = clientAddress(sock);
+  constructor(readonly rt: Runtime, readonly sock: net.Socket, private readonly h: Handlers, private readonly fronts: Fronts, readonly client: string) {
     (sock as Owned)[OWNER] = this;
     sock.on('data', onSockData);
     sock.on('end', onSockEnd);
@@ -153,6 +169,11 @@ class Connection implements TunnelHost {
     const r = parseRequestHead(buf, 0, this.rt.limits.maxHeaderBytes);
     if (r.kind === 'incomplete') return;
     if (r.kind === 'error') return this.fail(r.status, r.reason);
+    this.begin(buf, r);
+  }
+
+  /** A complete request head at the start of buf. */
+  begin(buf: Buffer, r: HeadOk): void {
     this.deadline = 0;
     const rest = buf.subarray(r.end);
     this.buf = undefined;
@@ -194,10 +215,8 @@ class Connection implements TunnelHost {
   fail(status: number, reason: string): void {
     this.deadline = 0;
     this.sock.removeAllListeners('data');
-    // A refused request still gets its line, as squid logs error:invalid-request.
-    this.rt.access.request({ client: this.client, method: '-', target: '-', decision: 'error', status, reason, bytesIn: 0, bytesOut: 0 });
-    const body = `${reason}\n`;
-    if (this.sock.writable) this.sock.end(closingReply(status, body));
+    const reply = headError(this.rt, this.client, status, reason);
+    if (this.sock.writable) this.sock.end(reply);
     this.sock.destroySoon();
   }
 }

@@ -17,6 +17,8 @@ export { DEFAULT_LIMITS } from './runtime.js';
 
 export interface HttpProxy extends Engine {
   readonly port: number;
+  /** How connections are accepted: 'fastpath' (native, EGRESS_FASTPATH) or 'net.Socket'. */
+  readonly accept: 'fastpath' | 'net.Socket';
 }
 
 export interface HttpProxyStart extends HttpProxyOptions {
@@ -36,12 +38,14 @@ export async function startHttpProxy(opts: HttpProxyStart): Promise<HttpProxy> {
     debug: opts.debug ?? false,
     localAddress: opts.localAddress,
     connectPorts: opts.connectPorts ? new Set(opts.connectPorts) : undefined,
+    fastpath: opts.fastpath,
   };
   const l = await listen(rt, { host: opts.host ?? '0.0.0.0', port: opts.port ?? 8080, clients: opts.clients });
   const listener = `http-proxy:${l.port}`;
   return {
     name: 'http-proxy',
     port: l.port,
+    accept: l.accept,
     follows: opts.file && { varName: 'EGRESS_HTTP_PROXY_DESTINATION_FILE', path: opts.file.path, text: opts.file.text },
     async reconfigure(text) {
       let policy;

@@ -1,5 +1,6 @@
 /** Options of the HTTP proxy engine and the state its modules share. */
 import type { Cidr } from '../../config/ip.js';
+import type { FastpathWanted } from '../../config/fastpath.js';
 import type { HttpPolicy } from '../../config/http-proxy.js';
 import type { Fields, Logger } from '../../observe/log.js';
 import type { CompiledPolicy } from './policy.js';
@@ -19,6 +20,8 @@ export interface HttpProxyOptions {
   readonly clients?: readonly Cidr[];
   /** Optional ports CONNECT may reach; undefined = any port. */
   readonly connectPorts?: readonly number[];
+  /** EGRESS_FASTPATH: accept on the native fast path (CONNECT tunnels relayed in C, other requests handed to front.ts). */
+  readonly fastpath: FastpathWanted;
   /** For tests: a resolver other than the system's. */
   readonly resolve?: ResolveFn;
 }
@@ -85,4 +88,5 @@ export interface Runtime {
   readonly debug: boolean;
   readonly localAddress: string | undefined;
   readonly connectPorts: ReadonlySet<number> | undefined;
+  readonly fastpath: FastpathWanted;
 }
