@@ -526,3 +526,69 @@ describe('listening', () => {
     expect(fp.active).toBe(0);
   });
 });
+
+describe('chaos', () => {
+  it('random verbs from every callback, random client behaviour: closed() once per id, no fd left, no crash', async () => {
+    // Seeded: a failure replays. Run under the sanitizers for use-after-free (see docs/fastpath.md).
+    let seed = Number(process.env.FASTPATH_CHAOS_SEED ?? 14);
+    const rnd = (n: number) => { // mulberry32
+      seed = (seed + 0x6d2b79f5) | 0;
+      let t = Math.imul(seed ^ (seed >>> 15), 1 | seed);
+      t = (t + Math.imul(t ^ (t >>> 7), 61 | t)) ^ t;
+      return ((t ^ (t >>> 14)) >>> 0) % n;
+    };
+    const echo = await server((s) => s.pipe(s));
+    const reset = await server((s) => { s.once('data', () => s.resetAndDestroy()); s.once('end', () => s.end()); });
+    const quick = await server((s) => { s.resume(); s.end('bye'); });
+    const dead = await deadPort();
+    const ports = [echo.port, reset.port, quick.port, dead];
+    const adopted: net.Socket[] = [];
+    const before = fds();
+    const open = new Set<number>();
+    const later = (f: () => void) => setTimeout(f, rnd(20));
+    const act = (id: number, where: string): void => {
+      const k = rnd(where === 'closed' ? 3 : 8);
+      if (where === 'closed' || k === 0) { const any = [...open][rnd(open.size || 1)]; if (any !== undefined && rnd(4) === 0) fp.destroy(any); fp.destroy(id); return; }
+      if (k === 1) return void fp.end(id, Buffer.from('no\n'));
+      if (k === 2) { const s = fp.adopt(id); if (s) { open.delete(id); adopted.push(s); s.on('error', () => {}); s.end('adopted\n'); s.resume(); } return; }
+      if (k === 3) return later(() => act(id, where));
+      fp.connect(id, '127.0.0.1', ports[rnd(4)]!, { timeoutMs: 1000, raceMs: rnd(2) ? 0 : 5, onConnect: Buffer.from('ok\n'), rest: 0 });
+    };
+    const on: Partial<FastHandler> = {
+      accept: (id) => { open.add(id); act(id, 'accept'); },
+      head: (id) => { if (rnd(3) === 0) return true; act(id, 'head'); return false; },
+      connectFailed: (id) => act(id, 'failed'),
+      connectSlow: (id) => act(id, 'slow'),
+      connected: (id) => { if (rnd(3) === 0) act(id, 'connected'); },
+      closed: (id) => { open.delete(id); act(id, 'closed'); },
+    };
+    const relay = listen('relay', on, { idleMs: 300 });
+    const head = listen('head', on, { idleMs: 300, headMs: 200, maxHead: 64 });
+    const clients: Promise<unknown>[] = [];
+    for (let i = 0; i < 200; i++) {
+      const c = net.connect({ port: rnd(2) ? relay.port : head.port, host: '127.0.0.1', allowHalfOpen: true });
+      c.on('error', () => {});
+      const r = reading(c);
+      const how = rnd(5);
+      c.write(Buffer.alloc(1 + rnd(100_000), 'c'));
+      if (how === 0) setTimeout(() => c.resetAndDestroy(), rnd(30));
+      else if (how === 1) c.end();
+      else c.once('end', () => c.end());
+      clients.push(Promise.race([r.done, sleep(3000).then(() => c.destroy())]));
+      if (i % 20 === 19) await Promise.all(clients.splice(0));
+    }
+    await Promise.all(clients);
+    const all = () => [...relay.rec.ids, ...head.rec.ids];
+    const ended = () => relay.rec.ends.size + head.rec.ends.size;
+    await until(() => ended() + adopted.length === all().length, `every id closed or adopted (${ended()} + ${adopted.length} of ${all().length})`, 10_000);
+    expect(relay.rec.dup + head.rec.dup).toBe(0);
+    if (process.env.FASTPATH_CHAOS_SEED) {
+      const count = (xs: string[]) => xs.reduce<Record<string, number>>((m, x) => ({ ...m, [x]: (m[x] ?? 0) + 1 }), {});
+      console.log(count([...relay.rec.names(), ...head.rec.names()]), count([...relay.rec.ends.values(), ...head.rec.ends.values()].map((e) => `${e.reason}:${e.code ?? ''}`)));
+    }
+    for (const s of adopted) s.destroy();
+    fp.closeListener(relay.lid);
+    fp.closeListener(head.lid);
+    await until(() => fds() <= before, `fds back to ${before} (now ${fds()})`);
+  });
+});
