@@ -8,7 +8,7 @@ import { spawn } from 'node:child_process';
 import { createInterface } from 'node:readline';
 import { join } from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { FastPath, fastPath, type FastHandler, type ListenOptions } from '../../src/engines/fastpath/index.js';
+import { FastPath, fastPath, REASONS, type FastHandler, type ListenOptions } from '../../src/engines/fastpath/index.js';
 import { Rec, dial, deadPort, fds, reading, sleep, until, upstream, type Upstream } from './fastpath-kit.js';
 
 const PEER = join(import.meta.dirname, '../lab/fastpath-peer.mjs');
@@ -46,8 +46,10 @@ describe('relay', () => {
       s.on('data', (d: Buffer) => got.push(d));
       s.on('end', () => { (s as net.Socket & { got?: Buffer }).got = Buffer.concat(got); s.end(pattern(300_007, 2)); });
     });
-    const { rec, port } = listen('relay', { accept: to(up.port) });
+    let atClose: unknown;
+    const { rec, port } = listen('relay', { accept: to(up.port), closed: (id) => { atClose = fp.peer(id); } });
     const c = await client(port);
+    const local = c.localPort;
     const r = reading(c);
     c.end(pattern(100_000, 1));
     const { data, error } = await r.done;
@@ -57,6 +59,7 @@ describe('relay', () => {
     const id = await rec.id();
     expect(await rec.ended(id)).toEqual({ from: 100_000, to: 300_007, reason: 'closed', code: undefined });
     expect(rec.names(id)).toEqual(['accept', 'connected', 'closed']);
+    expect(atClose).toEqual(['127.0.0.1', local]);
   });
 
   it('half-close: the client sends and shuts down, the upstream answers after reading EOF', async () => {
@@ -281,6 +284,14 @@ describe('head mode', () => {
     expect(rec.log.filter((e) => e[1] === id && e[0] === 'headTimeout')).toEqual([['headTimeout', id, 8]]);
     await sleep(200);
     expect(never.names()).toEqual(['accept', 'head']);
+    // A handler without headTimeout: the connection is destroyed.
+    const reasons: string[] = [];
+    const bare = fp.listen({ accept() {}, head: () => true, connectFailed() {}, closed: (id, f, t, r) => { reasons.push(REASONS[r]); } }, { host: '127.0.0.1', port: 0, mode: 'head', headMs: 50 });
+    cleanup.push(() => { fp.closeListener(bare); fp.forget(bare); });
+    const c3 = await client(fp.port(bare));
+    c3.write('GET');
+    await until(() => reasons.length === 1, 'closed');
+    expect(reasons).toEqual(['ended']);
   });
 
   it('maxHead bounds what is read before the handler must decide', async () => {

@@ -38,7 +38,7 @@ export interface FastHandler {
    * At most maxHead bytes are read: true returned with bytes.length === maxHead waits for headTimeout.
    */
   head?(id: number, bytes: Buffer): boolean;
-  /** Head mode: no complete head within headMs (`bytes` read so far); end() it with an answer. */
+  /** Head mode: no complete head within headMs (`bytes` read so far); end() it with an answer. Without it: destroy(). */
   headTimeout?(id: number, bytes: number): void;
   /** One connect attempt failed (code as Node names it: ECONNREFUSED, ETIMEDOUT...). Others may still be running. */
   connectFailed(id: number, attempt: number, code: string): void;
@@ -139,7 +139,7 @@ export class FastPath {
         case 4: return h.connectSlow?.(id, a as number);
         case 5: return h.connected?.(id, a as number);
         case 6: return h.closed(id, a as number, b as number, c as Reasons, d as string | undefined);
-        case 7: return h.headTimeout?.(id, a as number);
+        case 7: return h.headTimeout ? h.headTimeout(id, a as number) : this.loop.destroy(id);
         default: return undefined;
       }
     });
