@@ -6,6 +6,7 @@
 #define _GNU_SOURCE
 #include <arpa/inet.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <netinet/tcp.h>
 #include <stdlib.h>
 #include <string.h>
@@ -21,7 +22,7 @@
   Loop *L;                                                          \
   napi_get_cb_info(env, info, &argc, argv, &self, NULL);            \
   napi_unwrap(env, self, (void **)&L);                              \
-  if (!L || L->closed) return NULL;
+  if (!L || L->closing) return NULL;
 
 static double arg_num(napi_env env, napi_value v) { double d = 0; napi_get_value_double(env, v, &d); return d; }
 static napi_value mknum(napi_env env, double v) { napi_value r; napi_create_double(env, v, &r); return r; }
@@ -38,9 +39,17 @@ static napi_value throw_errno(napi_env env, int e, const char *what) {
   return NULL;
 }
 
-/* An IP literal and a port into a socket address; 0 when the text is no IP literal. */
-static int sockaddr_of(const char *ip, int port, struct sockaddr_in6 *out, socklen_t *len) {
+/* A string argument into buf (empty when it is no string). */
+static void arg_str(napi_env env, napi_value v, char *buf, size_t size) {
+  size_t n;
+  buf[0] = 0;
+  if (napi_get_value_string_utf8(env, v, buf, size, &n) != napi_ok) buf[0] = 0;
+}
+
+/* An IP literal and a port into a socket address; 0 when the text is no IP literal or the port is out of range. */
+static int sockaddr_of(const char *ip, double port, struct sockaddr_in6 *out, socklen_t *len) {
   memset(out, 0, sizeof *out);
+  if (!(port >= 0 && port <= 65535) || port != (int)port) return 0;
   struct sockaddr_in *v4 = (struct sockaddr_in *)out;
   if (inet_pton(AF_INET, ip, &v4->sin_addr) == 1) { v4->sin_family = AF_INET; v4->sin_port = htons(port); *len = sizeof *v4; return AF_INET; }
   if (inet_pton(AF_INET6, ip, &out->sin6_addr) == 1) { out->sin6_family = AF_INET6; out->sin6_port = htons(port); *len = sizeof *out; return AF_INET6; }
@@ -48,9 +57,17 @@ static int sockaddr_of(const char *ip, int port, struct sockaddr_in6 *out, sockl
 }
 
 static void refresh(Loop *L) {
-  if (L->closed) return;
+  if (L->closing) return;
   if (L->open_listeners || L->live) uv_ref((uv_handle_t *)&L->poll);
   else uv_unref((uv_handle_t *)&L->poll);
+}
+
+/* Around every batch, sweep and verb: connections released inside are freed when the outermost one returns. */
+static void enter(Loop *L) { L->depth++; }
+static void leave(Loop *L) {
+  if (--L->depth) return;
+  fp_reap(L);
+  refresh(L);
 }
 
 /* Every batch runs in one callback scope: nextTicks and promises settle after it, as after a MakeCallback. */
@@ -64,18 +81,16 @@ static void on_poll(uv_poll_t *h, int status, int events) {
   napi_open_handle_scope(env, &hs);
   napi_get_reference_value(env, L->resource, &res);
   napi_open_callback_scope(env, res, L->actx, &cs);
-  L->busy = 1;
+  enter(L);
   fp_dispatch(L);
-  L->busy = 0;
   napi_close_callback_scope(env, cs);
   napi_close_handle_scope(env, hs);
-  fp_reap(L);
-  refresh(L);
+  leave(L);
 }
 
 static void on_timer(uv_timer_t *t) {
   Loop *L = t->data;
-  if (!L->live) return;
+  if (!L->live || L->closing) return;
   napi_env env = L->env;
   napi_handle_scope hs;
   napi_callback_scope cs;
@@ -83,24 +98,26 @@ static void on_timer(uv_timer_t *t) {
   napi_open_handle_scope(env, &hs);
   napi_get_reference_value(env, L->resource, &res);
   napi_open_callback_scope(env, res, L->actx, &cs);
-  L->busy = 1;
+  enter(L);
   fp_sweep(L);
-  L->busy = 0;
   napi_close_callback_scope(env, cs);
   napi_close_handle_scope(env, hs);
-  fp_reap(L);
-  refresh(L);
+  leave(L);
 }
 
 /* listen(host, port, mode, backlog, idleMs, headMs, maxHead) -> listener id */
 static napi_value js_listen(napi_env env, napi_callback_info info) {
-  ARGS(7);
+  size_t argc = 7;
+  napi_value argv[7], self;
+  Loop *L;
+  napi_get_cb_info(env, info, &argc, argv, &self, NULL);
+  napi_unwrap(env, self, (void **)&L);
+  if (!L || L->closing) return throw_errno(env, EBADF, "listen on a closed fast path");
   char host[64];
-  size_t hl;
-  napi_get_value_string_utf8(env, argv[0], host, sizeof host, &hl);
+  arg_str(env, argv[0], host, sizeof host);
   struct sockaddr_in6 sa;
   socklen_t len;
-  int fam = sockaddr_of(host, (int)arg_num(env, argv[1]), &sa, &len);
+  int fam = sockaddr_of(host, arg_num(env, argv[1]), &sa, &len);
   if (!fam) return throw_errno(env, EINVAL, "listen");
   int fd = socket(fam, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
   if (fd < 0) return throw_errno(env, errno, "listen");
@@ -114,6 +131,7 @@ static napi_value js_listen(napi_env env, napi_callback_info info) {
     return throw_errno(env, e, "listen");
   }
   Listener *l = calloc(1, sizeof *l);
+  if (!l) { close(fd); return throw_errno(env, ENOMEM, "listen"); }
   l->role = R_LISTENER;
   l->open = 1;
   l->fd = fd;
@@ -174,20 +192,19 @@ static napi_value js_close_listener(napi_env env, napi_callback_info info) {
 }
 
 /* connect(id, address, port, localAddress|null, timeoutMs, raceMs, onConnect Buffer|null, restOffset, quiet)
- * -> attempt number, or an error code string when the connect failed at once. */
+ * -> attempt number (0..MAX_ATT-1, never reused for one connection), or an error code string when the connect
+ * failed at once (ECONNABORTED: the id is gone; EISCONN: relaying already; EMFILE: no attempt left). */
 static napi_value js_connect(napi_env env, napi_callback_info info) {
   ARGS(9);
   Conn *c = fp_find(L, arg_num(env, argv[0]));
-  if (!c || (c->state != ST_WAIT && c->state != ST_CONNECTING)) return mkstr(env, "ECONNABORTED");
-  int slot = -1;
-  for (int i = 0; i < MAX_ATT; i++) if (c->att[i].fd < 0) { slot = i; break; }
-  if (slot < 0) return mkstr(env, "EMFILE");
+  if (!c || c->state == ST_LINGER) return mkstr(env, "ECONNABORTED");
+  if (c->state == ST_RELAY) return mkstr(env, "EISCONN");
+  if (c->natt >= MAX_ATT) return mkstr(env, "EMFILE");
   char ip[64];
-  size_t n;
-  napi_get_value_string_utf8(env, argv[1], ip, sizeof ip, &n);
+  arg_str(env, argv[1], ip, sizeof ip);
   struct sockaddr_in6 sa;
   socklen_t len;
-  int fam = sockaddr_of(ip, (int)arg_num(env, argv[2]), &sa, &len);
+  int fam = sockaddr_of(ip, arg_num(env, argv[2]), &sa, &len);
   if (!fam) return mkstr(env, "EINVAL");
   int fd = socket(fam, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
   if (fd < 0) return mkstr(env, uv_err_name(-errno));
@@ -197,10 +214,11 @@ static napi_value js_connect(napi_env env, napi_callback_info info) {
   napi_typeof(env, argv[3], &t);
   if (t == napi_string) {
     char lip[64];
-    napi_get_value_string_utf8(env, argv[3], lip, sizeof lip, &n);
+    arg_str(env, argv[3], lip, sizeof lip);
     struct sockaddr_in6 la;
     socklen_t llen;
-    /* A source of the other family cannot be bound: EINVAL, as net.connect says (never leave unbound). */
+    /* A source of the other family cannot be bound: EINVAL, as net.connect says (never leave unbound: in
+     * host placement the connection would leave from the node's own address, not EGRESS_SOURCE). */
     if (sockaddr_of(lip, 0, &la, &llen) != fam) { close(fd); return mkstr(env, "EINVAL"); }
     if (bind(fd, (struct sockaddr *)&la, llen) < 0) {
       int e = errno;
@@ -213,26 +231,28 @@ static napi_value js_connect(napi_env env, napi_callback_info info) {
     close(fd);
     return mkstr(env, uv_err_name(-e));
   }
+  int slot = c->natt++;
   Side *a = &c->att[slot];
   a->fd = fd;
   a->role = R_ATTEMPT;
-  double now;
-  { struct timespec ts; clock_gettime(CLOCK_MONOTONIC, &ts); now = ts.tv_sec * 1e3 + ts.tv_nsec / 1e6; }
+  double now = fp_now();
   double timeout = arg_num(env, argv[4]), race = arg_num(env, argv[5]);
   a->deadline = now + (timeout > 0 ? timeout : 1e12);
   a->race_at = race > 0 ? now + race : 0;
-  if (c->state == ST_WAIT) {
+  if (c->state != ST_CONNECTING) {
+    /* The first attempt: what is sent once connected. The head is no longer read (C has given it to JS). */
     napi_typeof(env, argv[6], &t);
     if (t == napi_object) {
       void *data;
       size_t dl;
-      napi_get_buffer_info(env, argv[6], &data, &dl);
-      c->on_connect = malloc(dl);
-      memcpy(c->on_connect, data, dl);
-      c->on_connect_len = dl;
+      if (napi_get_buffer_info(env, argv[6], &data, &dl) == napi_ok && dl > 0) {
+        c->on_connect = malloc(dl);
+        memcpy(c->on_connect, data, dl);
+        c->on_connect_len = dl;
+      }
     }
-    size_t rest = (size_t)arg_num(env, argv[7]);
-    c->rest = rest < c->hlen ? rest : c->hlen;
+    double rest = arg_num(env, argv[7]);
+    c->rest = rest > 0 && rest < (double)c->hlen ? (size_t)rest : rest > 0 ? c->hlen : 0;
     bool quiet = false;
     napi_get_value_bool(env, argv[8], &quiet);
     c->quiet_connect = quiet;
@@ -252,9 +272,10 @@ static napi_value js_end(napi_env env, napi_callback_info info) {
   size_t dl = 0;
   napi_valuetype t;
   napi_typeof(env, argv[1], &t);
-  if (t == napi_object) napi_get_buffer_info(env, argv[1], &data, &dl);
+  if (t == napi_object && napi_get_buffer_info(env, argv[1], &data, &dl) != napi_ok) dl = 0;
+  enter(L);
   fp_end(L, c, data, dl, REASON_ENDED);
-  refresh(L);
+  leave(L);
   return NULL;
 }
 
@@ -262,8 +283,9 @@ static napi_value js_end(napi_env env, napi_callback_info info) {
 static napi_value js_destroy(napi_env env, napi_callback_info info) {
   ARGS(1);
   Conn *c = fp_find(L, arg_num(env, argv[0]));
-  if (c) fp_finish(L, c, REASON_ENDED);
-  refresh(L);
+  enter(L);
+  if (c) fp_finish(L, c, REASON_ENDED, 0);
+  leave(L);
   return NULL;
 }
 
@@ -289,15 +311,16 @@ static napi_value js_adopt(napi_env env, napi_callback_info info) {
   epoll_ctl(L->ep, EPOLL_CTL_DEL, fd, NULL);
   c->cl.fd = -1;
   c->silent = 1;
-  fp_finish(L, c, REASON_ENDED);
-  refresh(L);
+  enter(L);
+  fp_finish(L, c, REASON_ENDED, 0);
+  leave(L);
   return mknum(env, fd);
 }
 
 /* peer(id) -> [address, port] as accepted (IPv4-mapped IPv6 shown as IPv4). */
 static napi_value js_peer(napi_env env, napi_callback_info info) {
   ARGS(1);
-  Conn *c = fp_find(L, arg_num(env, argv[0]));
+  Conn *c = fp_find_any(L, arg_num(env, argv[0])); /* inside closed() too */
   if (!c) return NULL;
   char text[INET6_ADDRSTRLEN];
   int port;
@@ -319,34 +342,29 @@ static napi_value js_peer(napi_env env, napi_callback_info info) {
   return arr;
 }
 
-/* error(id) -> the code of the socket error that ended it (ECONNRESET...), or undefined. Read inside closed(). */
-static napi_value js_error(napi_env env, napi_callback_info info) {
+/* drainIdle(listener): connections of this listener that have not sent a byte are closed. */
+static napi_value js_drain_idle(napi_env env, napi_callback_info info) {
   ARGS(1);
-  Conn *c = fp_find(L, arg_num(env, argv[0]));
-  return c && c->err ? mkstr(env, uv_err_name(-c->err)) : NULL;
+  uint32_t lid = (uint32_t)arg_num(env, argv[0]);
+  enter(L);
+  for (uint32_t i = 0; i < L->nslots && !L->closing; i++) {
+    Conn *c = L->slots[i];
+    if (c && !c->finishing && c->lid == lid && c->state == ST_HEAD && c->hlen == 0) fp_finish(L, c, REASON_ENDED, 0);
+  }
+  leave(L);
+  return NULL;
 }
 
 /* destroyAll(listener): every connection of this listener closed now (each reported), whatever its state. */
 static napi_value js_destroy_all(napi_env env, napi_callback_info info) {
   ARGS(1);
   uint32_t lid = (uint32_t)arg_num(env, argv[0]);
-  for (uint32_t i = 0; i < L->nslots; i++) {
+  enter(L);
+  for (uint32_t i = 0; i < L->nslots && !L->closing; i++) {
     Conn *c = L->slots[i];
-    if (c && c->lid == lid) fp_finish(L, c, REASON_SHUTDOWN);
+    if (c && !c->finishing && c->lid == lid) fp_finish(L, c, REASON_SHUTDOWN, 0);
   }
-  refresh(L);
-  return NULL;
-}
-
-/* drainIdle(listener): connections of this listener that have not sent a byte are closed. */
-static napi_value js_drain_idle(napi_env env, napi_callback_info info) {
-  ARGS(1);
-  uint32_t lid = (uint32_t)arg_num(env, argv[0]);
-  for (uint32_t i = 0; i < L->nslots; i++) {
-    Conn *c = L->slots[i];
-    if (c && c->lid == lid && c->state == ST_HEAD && c->hlen == 0) fp_finish(L, c, REASON_ENDED);
-  }
-  refresh(L);
+  leave(L);
   return NULL;
 }
 
@@ -354,6 +372,7 @@ static napi_value js_drain_idle(napi_env env, napi_callback_info info) {
 static napi_value js_sweep_every(napi_env env, napi_callback_info info) {
   ARGS(1);
   double ms = arg_num(env, argv[0]);
+  if (!(ms >= 1)) ms = 1;
   uv_timer_start(&L->timer, on_timer, (uint64_t)ms, (uint64_t)ms);
   return NULL;
 }
@@ -364,24 +383,37 @@ static napi_value js_active(napi_env env, napi_callback_info info) {
   return mknum(env, L->live);
 }
 
-static void on_closed(uv_handle_t *h) { (void)h; }
+static void loop_free(Loop *L) {
+  if (--L->holds) return;
+  fp_reap(L);
+  free(L->slots);
+  free(L->freelist);
+  free(L->scratch);
+  free(L);
+}
+
+static void on_closed(uv_handle_t *h) { loop_free(h->data); }
 
 static void loop_close(Loop *L, int emit) {
-  if (L->closed) return;
+  if (L->closing) return;
+  L->closing = 1; /* verbs are no-ops from here, also from inside the closed() callbacks below */
+  enter(L);
   while (L->listeners) { Listener *l = L->listeners; L->listeners = l->next; listener_close(L, l); l->next = L->dead_listeners; L->dead_listeners = l; }
   for (uint32_t i = 0; i < L->nslots; i++) {
     Conn *c = L->slots[i];
     if (!c) continue;
     if (!emit) c->silent = 1;
-    fp_finish(L, c, REASON_SHUTDOWN);
+    fp_finish(L, c, REASON_SHUTDOWN, 0);
   }
-  fp_reap(L);
   L->closed = 1;
   uv_poll_stop(&L->poll);
   uv_close((uv_handle_t *)&L->poll, on_closed);
   uv_timer_stop(&L->timer);
   uv_close((uv_handle_t *)&L->timer, on_closed);
   close(L->ep);
+  if (L->reserve >= 0) close(L->reserve);
+  L->reserve = -1;
+  leave(L);
 }
 
 /* close(): every listener and connection closed (each connection reported), the loop ends. */
@@ -399,7 +431,7 @@ static void finalize(napi_env env, void *data, void *hint) {
   napi_delete_reference(env, L->cb);
   napi_delete_reference(env, L->resource);
   napi_async_destroy(env, L->actx);
-  /* The uv handles are embedded: freed only after libuv is done with them. Leaked deliberately (one per loop, at exit). */
+  loop_free(L); /* the rest when libuv has closed both handles */
 }
 
 /* new Loop(callback) */
@@ -408,9 +440,13 @@ static napi_value js_new(napi_env env, napi_callback_info info) {
   napi_value argv[1], self;
   napi_get_cb_info(env, info, &argc, argv, &self, NULL);
   Loop *L = calloc(1, sizeof *L);
+  if (!L) return throw_errno(env, ENOMEM, "fast path");
   L->env = env;
+  L->scratch = malloc(SCRATCH);
   L->ep = epoll_create1(EPOLL_CLOEXEC);
-  if (L->ep < 0) { free(L); return throw_errno(env, errno, "epoll_create1"); }
+  if (L->ep < 0 || !L->scratch) { int e = L->scratch ? errno : ENOMEM; if (L->ep >= 0) close(L->ep); free(L->scratch); free(L); return throw_errno(env, e, "fast path"); }
+  L->reserve = open("/dev/null", O_RDONLY | O_CLOEXEC);
+  L->holds = 3;
   napi_create_reference(env, argv[0], 1, &L->cb);
   napi_value res, name;
   napi_create_object(env, &res);
@@ -444,7 +480,6 @@ static napi_value init(napi_env env, napi_value exports) {
     { "peer", NULL, js_peer, NULL, NULL, NULL, napi_default, NULL },
     { "drainIdle", NULL, js_drain_idle, NULL, NULL, NULL, napi_default, NULL },
     { "destroyAll", NULL, js_destroy_all, NULL, NULL, NULL, napi_default, NULL },
-    { "error", NULL, js_error, NULL, NULL, NULL, napi_default, NULL },
     { "sweepEvery", NULL, js_sweep_every, NULL, NULL, NULL, napi_default, NULL },
     { "active", NULL, js_active, NULL, NULL, NULL, napi_default, NULL },
     { "close", NULL, js_close, NULL, NULL, NULL, napi_default, NULL },

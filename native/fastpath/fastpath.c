@@ -14,6 +14,7 @@
 #include <uv.h>
 #include <arpa/inet.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <stdint.h>
@@ -25,9 +26,7 @@
 
 #include "fastpath.h"
 
-static char scratch[64 * 1024]; /* one read buffer for every connection: data is written on at once */
-
-static double now_ms(void) {
+double fp_now(void) {
   struct timespec t;
   clock_gettime(CLOCK_MONOTONIC, &t);
   return t.tv_sec * 1e3 + t.tv_nsec / 1e6;
@@ -37,11 +36,14 @@ static double now_ms(void) {
 
 #define SLOT_BITS 22
 #define SLOT_MASK ((1u << SLOT_BITS) - 1)
+/* Generations stay below 2^31 so that an id (gen << 22 | slot) is an exact JS number (53 bits). */
+#define GEN_MAX ((1u << 31) - 1)
 
 static double conn_id(Conn *c) { return (double)c->gen * (double)(1u << SLOT_BITS) + c->slot; }
 
-Conn *fp_find(Loop *L, double id) {
-  if (id < 0) return NULL;
+/* Any connection not yet released, including one whose closed() is being emitted (peer() works there). */
+Conn *fp_find_any(Loop *L, double id) {
+  if (!(id >= 1 && id < 9007199254740992.0) || id != (double)(uint64_t)id) return NULL; /* NaN, fractions, negative */
   uint64_t v = (uint64_t)id;
   uint32_t slot = v & SLOT_MASK, gen = (uint32_t)(v >> SLOT_BITS);
   if (slot >= L->nslots) return NULL;
@@ -49,22 +51,34 @@ Conn *fp_find(Loop *L, double id) {
   return c && c->gen == gen && c->state != ST_DEAD ? c : NULL;
 }
 
-static Conn *conn_new(Loop *L) {
+/* A live connection: one that is finishing (inside its closed()) is gone for every verb. */
+Conn *fp_find(Loop *L, double id) {
+  Conn *c = fp_find_any(L, id);
+  return c && !c->finishing ? c : NULL;
+}
+
+Conn *fp_new_conn(Loop *L) {
   uint32_t slot;
   if (L->nfree > 0) slot = L->freelist[--L->nfree];
   else {
     if (L->nslots == L->cap) {
       uint32_t cap = L->cap ? L->cap * 2 : 256;
       if (cap > SLOT_MASK) return NULL;
-      L->slots = realloc(L->slots, cap * sizeof *L->slots);
-      L->freelist = realloc(L->freelist, cap * sizeof *L->freelist);
+      Conn **slots = realloc(L->slots, cap * sizeof *slots);
+      if (!slots) return NULL;
+      L->slots = slots;
+      uint32_t *fl = realloc(L->freelist, cap * sizeof *fl);
+      if (!fl) return NULL;
+      L->freelist = fl;
       L->cap = cap;
     }
     slot = L->nslots++;
   }
   Conn *c = calloc(1, sizeof *c);
+  if (!c) { L->freelist[L->nfree++] = slot; return NULL; }
   c->slot = slot;
-  c->gen = ++L->gen;
+  L->gen = L->gen >= GEN_MAX ? 1 : L->gen + 1;
+  c->gen = L->gen;
   c->cl.fd = -1;
   c->cl.role = R_CLIENT;
   c->cl.c = c;
@@ -77,7 +91,7 @@ static Conn *conn_new(Loop *L) {
 
 static void pending_clear(Pending *p) { free(p->buf); p->buf = NULL; p->len = p->off = 0; }
 
-/* Freed at the end of a batch: an event of this batch may still point at it. */
+/* Freed when the outermost batch, sweep or verb returns: an event or a caller may still point at it. */
 static void conn_release(Loop *L, Conn *c) {
   c->state = ST_DEAD;
   c->next_dead = L->dead;
@@ -88,7 +102,7 @@ static void conn_release(Loop *L, Conn *c) {
 }
 
 void fp_reap(Loop *L) {
-  if (L->busy) return;
+  if (L->depth) return;
   while (L->dead_listeners) { Listener *l = L->dead_listeners; L->dead_listeners = l->next; free(l); }
   while (L->dead) {
     Conn *c = L->dead;
@@ -96,6 +110,7 @@ void fp_reap(Loop *L) {
     pending_clear(&c->pend[0]);
     pending_clear(&c->pend[1]);
     free(c->head);
+    free(c->on_connect);
     free(c);
   }
 }
@@ -107,13 +122,39 @@ static void fd_close(Loop *L, int *fd) {
   *fd = -1;
 }
 
-/* ---- events to JavaScript: cb(type, id, listener, a, b, c) ---- */
+/* The next close of fd sends a reset (SO_LINGER 0) instead of a FIN. */
+static void reset_on_close(int fd) {
+  if (fd < 0) return;
+  struct linger lg = { 1, 0 };
+  setsockopt(fd, SOL_SOCKET, SO_LINGER, &lg, sizeof lg);
+}
+
+static int so_error(int fd) {
+  int err = 0;
+  socklen_t len = sizeof err;
+  if (getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &len) < 0) err = errno;
+  return err;
+}
+
+/* Edge-triggered: readiness left unread (a burst cut short) is reported again by the next epoll_wait. */
+static void rearm(Loop *L, Side *s) {
+  struct epoll_event ev = { .events = EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET, .data.ptr = s };
+  epoll_ctl(L->ep, EPOLL_CTL_MOD, s->fd, &ev);
+}
+
+/* ---- events to JavaScript: cb(type, id, listener, a, b, c, d) ---- */
 
 static napi_value num(napi_env env, double v) { napi_value r; napi_create_double(env, v, &r); return r; }
 
-napi_value fp_emit(Loop *L, int type, Conn *c, napi_value a, napi_value b, napi_value d) {
+static napi_value code_of(napi_env env, int err) {
+  napi_value r;
+  napi_create_string_utf8(env, uv_err_name(-err), NAPI_AUTO_LENGTH, &r);
+  return r;
+}
+
+napi_value fp_emit(Loop *L, int type, Conn *c, napi_value a, napi_value b, napi_value d, napi_value e) {
   napi_env env = L->env;
-  napi_value cb, recv, argv[6], ret = NULL;
+  napi_value cb, recv, argv[7], ret = NULL;
   napi_get_reference_value(env, L->cb, &cb);
   napi_get_undefined(env, &recv);
   argv[0] = num(env, type);
@@ -122,7 +163,8 @@ napi_value fp_emit(Loop *L, int type, Conn *c, napi_value a, napi_value b, napi_
   argv[3] = a ? a : recv;
   argv[4] = b ? b : recv;
   argv[5] = d ? d : recv;
-  if (napi_call_function(env, recv, cb, 6, argv, &ret) == napi_pending_exception) {
+  argv[6] = e ? e : recv;
+  if (napi_call_function(env, recv, cb, 7, argv, &ret) == napi_pending_exception) {
     napi_value err;
     napi_get_and_clear_last_exception(env, &err);
     napi_fatal_exception(env, err); /* an 'uncaughtException', as a throwing 'data' listener would be */
@@ -131,13 +173,16 @@ napi_value fp_emit(Loop *L, int type, Conn *c, napi_value a, napi_value b, napi_
   return ret;
 }
 
-/* Close every socket of the connection and report its totals once. */
-void fp_finish(Loop *L, Conn *c, int reason) {
+/* Close every socket of the connection and report its totals once (err: the errno behind the reason, or 0). */
+void fp_finish(Loop *L, Conn *c, int reason, int err) {
   if (c->state == ST_DEAD || c->finishing) return;
   c->finishing = 1;
   fd_close(L, &c->cl.fd);
   for (int i = 0; i < MAX_ATT; i++) fd_close(L, &c->att[i].fd);
-  if (!c->silent) fp_emit(L, EV_CLOSED, c, num(L->env, (double)c->from_client), num(L->env, (double)c->to_client), num(L->env, reason));
+  if (!c->silent) {
+    napi_env env = L->env;
+    fp_emit(L, EV_CLOSED, c, num(env, (double)c->from_client), num(env, (double)c->to_client), num(env, reason), err ? code_of(env, err) : NULL);
+  }
   conn_release(L, c);
 }
 
@@ -145,15 +190,25 @@ void fp_finish(Loop *L, Conn *c, int reason) {
 
 static int up_fd(Conn *c) { return c->up >= 0 ? c->att[c->up].fd : -1; }
 
-/* Write what is pending for direction d (0: to upstream, 1: to client). 1 when empty, 0 when blocked, -1 on error. */
+/*
+ * A socket of the relay failed (side 0: the client, 1: the upstream): the
+ * connection ends and the other side gets a reset, not a FIN, so that a
+ * stream cut short never looks complete.
+ */
+static void relay_fail(Loop *L, Conn *c, int side, int err) {
+  reset_on_close(side == 0 ? up_fd(c) : c->cl.fd);
+  fp_finish(L, c, side == 0 ? REASON_CLIENT_ERROR : REASON_REMOTE_ERROR, err);
+}
+
+/* Write what is pending for direction d (0: to upstream, 1: to client). 1 when empty, 0 when blocked, -errno on error. */
 static int flush(Conn *c, int d) {
   Pending *p = &c->pend[d];
   int fd = d == 0 ? up_fd(c) : c->cl.fd;
   while (p->off < p->len) {
     ssize_t n = send(fd, p->buf + p->off, p->len - p->off, MSG_NOSIGNAL);
     if (n < 0) {
-      if (errno == EAGAIN || errno == EINTR) return errno == EINTR ? flush(c, d) : 0;
-      return -1;
+      if (errno == EINTR) continue;
+      return errno == EAGAIN ? 0 : -errno;
     }
     p->off += n;
     if (d == 1) c->to_client += n;
@@ -166,6 +221,7 @@ static void pending_add(Pending *p, const char *b, size_t n) {
   if (n == 0) return;
   size_t have = p->len - p->off;
   char *nb = malloc(have + n);
+  if (!nb) abort(); /* as V8 does when out of memory */
   if (have) memcpy(nb, p->buf + p->off, have);
   memcpy(nb + have, b, n);
   free(p->buf);
@@ -174,45 +230,39 @@ static void pending_add(Pending *p, const char *b, size_t n) {
   p->off = 0;
 }
 
-/* Ended by a socket error: its errno is kept for error() (Node names it in its 'error' events). */
-static void fail(Loop *L, Conn *c, int reason, int err) {
-  c->err = err;
-  fp_finish(L, c, reason);
-}
-
-static void maybe_done(Loop *L, Conn *c) {
-  if (c->shut[0] && c->shut[1]) fp_finish(L, c, REASON_CLOSED);
-}
-
 /* The reading side of direction d reached its end and everything read was written: pass the FIN on. */
 static void pass_fin(Loop *L, Conn *c, int d) {
   if (!c->eof[d] || c->shut[d] || c->pend[d].len) return;
   shutdown(d == 0 ? up_fd(c) : c->cl.fd, SHUT_WR);
   c->shut[d] = 1;
-  maybe_done(L, c);
+  if (c->shut[0] && c->shut[1]) fp_finish(L, c, REASON_CLOSED, 0);
 }
 
-/* Move bytes in direction d (0: client -> upstream, 1: upstream -> client) until a side would block. */
+/*
+ * Move bytes in direction d (0: client -> upstream, 1: upstream -> client)
+ * until the reading side has nothing more (EAGAIN), ends, or the writing side
+ * is full (the rest waits in pend[d], and reading resumes once it is written:
+ * writable()). After BURST reads the socket is re-armed instead.
+ */
 static void pump(Loop *L, Conn *c, int d) {
   if (c->state != ST_RELAY || c->eof[d] || c->pend[d].len) return;
-  int in = d == 0 ? c->cl.fd : up_fd(c), out = d == 0 ? up_fd(c) : c->cl.fd;
-  for (;;) {
-    ssize_t n = read(in, scratch, sizeof scratch);
+  Side *ins = d == 0 ? &c->cl : &c->att[c->up];
+  int in = ins->fd, out = d == 0 ? up_fd(c) : c->cl.fd;
+  for (int k = 0;; k++) {
+    if (k == BURST) return rearm(L, ins);
+    ssize_t n = read(in, L->scratch, SCRATCH);
     if (n > 0) {
       if (d == 0) c->from_client += n;
-      ssize_t w = send(out, scratch, n, MSG_NOSIGNAL);
-      if (w < 0 && errno != EAGAIN) return fail(L, c, d == 0 ? REASON_REMOTE_ERROR : REASON_CLIENT_ERROR, errno);
+      ssize_t w = send(out, L->scratch, n, MSG_NOSIGNAL);
+      if (w < 0 && errno != EAGAIN) return relay_fail(L, c, d == 0 ? 1 : 0, errno);
       if (w < 0) w = 0;
       if (d == 1) c->to_client += w;
-      if (w < n) { pending_add(&c->pend[d], scratch + w, n - w); return; }
-      if ((size_t)n < sizeof scratch) continue; /* one more read to see EAGAIN or EOF */
+      if (w < n) return pending_add(&c->pend[d], L->scratch + w, n - w);
     } else if (n == 0) {
       c->eof[d] = 1;
       return pass_fin(L, c, d);
-    } else if (errno == EINTR) {
-      continue;
-    } else {
-      if (errno != EAGAIN) fail(L, c, d == 0 ? REASON_CLIENT_ERROR : REASON_REMOTE_ERROR, errno);
+    } else if (errno != EINTR) {
+      if (errno != EAGAIN) relay_fail(L, c, d, errno);
       return;
     }
   }
@@ -222,73 +272,105 @@ static void pump(Loop *L, Conn *c, int d) {
 static void writable(Loop *L, Conn *c, int d) {
   if (!c->pend[d].len) return;
   int r = flush(c, d);
-  if (r < 0) return fail(L, c, d == 0 ? REASON_REMOTE_ERROR : REASON_CLIENT_ERROR, errno);
+  if (r < 0) return relay_fail(L, c, d == 0 ? 1 : 0, -r);
   if (r == 0) return;
-  if (c->state == ST_LINGER) return;
   pass_fin(L, c, d);
-  if (c->state == ST_RELAY) pump(L, c, d);
+  pump(L, c, d);
+}
+
+/* An event on a relayed socket (side 0: the client, 1: the upstream). */
+static void relay_event(Loop *L, Conn *c, int side, uint32_t ev) {
+  if (ev & EPOLLOUT) { writable(L, c, side == 0 ? 1 : 0); if (c->state != ST_RELAY) return; }
+  if (ev & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR)) { pump(L, c, side); if (c->state != ST_RELAY) return; }
+  /* A reset while this side's reading waits on a full peer (or after its EOF): pump did not see it, end now. */
+  if (ev & EPOLLERR) {
+    int err = so_error(side == 0 ? c->cl.fd : up_fd(c));
+    if (err) relay_fail(L, c, side, err);
+  }
 }
 
 /* ---- the lingering close after a reply: the reply leaves, then what the client still sends is read and dropped ---- */
 
 static void linger_read(Loop *L, Conn *c) {
-  for (;;) {
-    ssize_t n = read(c->cl.fd, scratch, sizeof scratch);
+  for (int k = 0; k < BURST; k++) {
+    ssize_t n = read(c->cl.fd, L->scratch, SCRATCH);
     if (n > 0) { c->from_client += n; continue; }
-    if (n < 0 && errno == EINTR) continue;
-    if (n < 0 && errno == EAGAIN) return;
-    return fp_finish(L, c, c->reason_after);
+    if (n == 0) { c->eof[0] = 1; return; }
+    if (errno == EINTR) continue;
+    if (errno != EAGAIN) fp_finish(L, c, c->reason_after, errno);
+    return;
   }
+  rearm(L, &c->cl);
 }
 
+/*
+ * The client's bytes are read and dropped all along, so a client that uploads
+ * before it reads does not block the reply; the connection ends once the
+ * reply and a FIN have left and the client's FIN came, or at the deadline
+ * (LINGER_MS without progress of the reply, or after the FIN).
+ */
 static void linger_step(Loop *L, Conn *c) {
   if (c->pend[1].len) {
+    uint64_t before = c->to_client;
     int r = flush(c, 1);
-    if (r < 0) return fp_finish(L, c, c->reason_after);
-    if (r == 0) return;
+    if (r < 0) return fp_finish(L, c, c->reason_after, -r);
+    if (c->to_client != before) c->deadline = fp_now() + LINGER_MS;
   }
-  if (!c->shut[1]) { shutdown(c->cl.fd, SHUT_WR); c->shut[1] = 1; }
-  linger_read(L, c);
+  if (!c->pend[1].len && !c->shut[1]) {
+    shutdown(c->cl.fd, SHUT_WR);
+    c->shut[1] = 1;
+    c->deadline = fp_now() + LINGER_MS;
+  }
+  if (!c->eof[0]) linger_read(L, c);
+  if (c->state == ST_LINGER && !c->finishing && c->eof[0] && c->shut[1]) fp_finish(L, c, c->reason_after, 0);
 }
 
 void fp_end(Loop *L, Conn *c, const char *reply, size_t n, int reason) {
-  for (int i = 0; i < MAX_ATT; i++) if (i != c->up) fd_close(L, &c->att[i].fd);
-  if (c->up >= 0) fd_close(L, &c->att[c->up].fd);
+  for (int i = 0; i < MAX_ATT; i++) fd_close(L, &c->att[i].fd);
   c->up = -1;
   pending_clear(&c->pend[0]);
   pending_add(&c->pend[1], reply, n);
+  c->eof[0] = 0; /* from here: the client's FIN */
   c->state = ST_LINGER;
   c->reason_after = reason;
-  c->deadline = now_ms() + LINGER_MS;
+  c->deadline = fp_now() + LINGER_MS;
   linger_step(L, c);
 }
 
 /* ---- reading a request head (head mode) ---- */
 
 static void head_read(Loop *L, Conn *c) {
+  int fin = 0;
   for (;;) {
+    if (c->hlen == c->max_head) break; /* the handler decides on what it has */
     if (c->hlen == c->hcap) {
-      if (c->hcap >= c->max_head + 4096) break; /* JS answers 431 from what it has */
-      c->hcap = c->hcap ? c->hcap * 2 : 2048;
+      size_t cap = c->hcap ? c->hcap * 2 : 2048;
+      c->hcap = cap < c->max_head ? cap : c->max_head;
       c->head = realloc(c->head, c->hcap);
+      if (!c->head) abort();
     }
     ssize_t n = read(c->cl.fd, c->head + c->hlen, c->hcap - c->hlen);
     if (n > 0) { c->hlen += n; c->from_client += n; continue; }
-    if (n < 0 && errno == EINTR) continue;
-    if (n < 0 && errno == EAGAIN) break;
-    return fp_finish(L, c, n == 0 ? REASON_CLIENT_CLOSED : REASON_CLIENT_ERROR);
+    if (n == 0) { fin = 1; break; }
+    if (errno == EINTR) continue;
+    if (errno == EAGAIN) break;
+    return fp_finish(L, c, REASON_CLIENT_ERROR, errno);
   }
-  if (c->hlen == c->seen) return;
+  /* A FIN right after the head is allowed (the request is still answered); with no new bytes, the client left. */
+  if (c->hlen == c->seen) {
+    if (fin) fp_finish(L, c, REASON_CLIENT_CLOSED, 0);
+    return;
+  }
   c->seen = c->hlen;
   c->state = ST_WAIT;
   napi_value buf;
   napi_create_buffer_copy(L->env, c->hlen, c->head, NULL, &buf);
-  uint32_t gen = c->gen, slot = c->slot;
-  napi_value r = fp_emit(L, EV_HEAD, c, buf, NULL, NULL);
+  napi_value r = fp_emit(L, EV_HEAD, c, buf, NULL, NULL, NULL);
   bool more = false;
   if (r) napi_get_value_bool(L->env, r, &more);
-  /* JS may have ended it, or connected it, in the callback. */
-  if (L->slots[slot] != c || c->gen != gen || c->state != ST_WAIT || !more) return;
+  /* The handler may have ended, connected or adopted it in the callback. */
+  if (c->finishing || c->state != ST_WAIT || !more) return;
+  if (fin) return fp_finish(L, c, REASON_CLIENT_CLOSED, 0);
   c->state = ST_HEAD;
 }
 
@@ -297,17 +379,13 @@ static void head_read(Loop *L, Conn *c) {
 static void attempt_done(Loop *L, Conn *c, int i, uint32_t ev) {
   Side *s = &c->att[i];
   int err = 0;
-  socklen_t len = sizeof err;
   /* Writable without an error is connected: SO_ERROR is read only for failures. */
-  if (!(ev & EPOLLOUT) || (ev & (EPOLLERR | EPOLLHUP)))
-    if (getsockopt(s->fd, SOL_SOCKET, SO_ERROR, &err, &len) < 0) err = errno;
+  if (!(ev & EPOLLOUT) || (ev & (EPOLLERR | EPOLLHUP))) err = so_error(s->fd);
   if (!err && !(ev & EPOLLOUT)) return;
   if (err == EINPROGRESS || err == EALREADY) return;
   if (err) {
     fd_close(L, &s->fd);
-    napi_value e;
-    napi_create_string_utf8(L->env, uv_err_name(-err), NAPI_AUTO_LENGTH, &e);
-    fp_emit(L, EV_CONNECT_FAILED, c, num(L->env, i), e, NULL);
+    fp_emit(L, EV_CONNECT_FAILED, c, num(L->env, i), code_of(L->env, err), NULL, NULL);
     return;
   }
   fp_connected(L, c, i);
@@ -319,32 +397,44 @@ void fp_connected(Loop *L, Conn *c, int i) {
   c->att[i].role = R_UPSTREAM;
   c->state = ST_RELAY;
   c->last_bytes = (uint64_t)-1;
+  /* onConnect to the client and the head's payload to the upstream go first: relayed bytes wait behind them. */
   if (c->on_connect) { pending_add(&c->pend[1], c->on_connect, c->on_connect_len); free(c->on_connect); c->on_connect = NULL; }
   if (c->hlen > c->rest) pending_add(&c->pend[0], c->head + c->rest, c->hlen - c->rest);
   free(c->head); c->head = NULL; c->hlen = c->hcap = 0;
-  uint32_t gen = c->gen, slot = c->slot;
-  if (!c->quiet_connect) fp_emit(L, EV_CONNECTED, c, num(L->env, i), NULL, NULL);
-  if (L->slots[slot] != c || c->gen != gen || c->state != ST_RELAY) return;
-  writable(L, c, 1);
-  if (c->state != ST_RELAY) return;
-  writable(L, c, 0);
-  if (c->state != ST_RELAY) return;
-  pump(L, c, 0);
-  if (c->state == ST_RELAY) pump(L, c, 1);
+  if (!c->quiet_connect) fp_emit(L, EV_CONNECTED, c, num(L->env, i), NULL, NULL, NULL);
+  /* Readiness that came before (bytes, a FIN) raised no event since: read both sides now. */
+  for (int d = 0; d < 2 && c->state == ST_RELAY && !c->finishing; d++) {
+    if (c->pend[d].len) writable(L, c, d);
+    else pump(L, c, d);
+  }
 }
 
 /* ---- epoll dispatch ---- */
 
+static int accept_one(Loop *L, Listener *l, struct sockaddr_in6 *sa) {
+  for (;;) {
+    socklen_t len = sizeof *sa;
+    int fd = accept4(l->fd, (struct sockaddr *)sa, &len, SOCK_NONBLOCK | SOCK_CLOEXEC);
+    if (fd >= 0) return fd;
+    if (errno == EINTR || errno == ECONNABORTED) continue;
+    if ((errno == EMFILE || errno == ENFILE) && L->reserve >= 0) {
+      /* Out of fds: the listener stays readable and would spin. Refuse one client with the spare fd. */
+      close(L->reserve);
+      int x = accept4(l->fd, NULL, NULL, SOCK_CLOEXEC);
+      if (x >= 0) close(x);
+      L->reserve = open("/dev/null", O_RDONLY | O_CLOEXEC);
+      if (x >= 0) continue;
+    }
+    return -1;
+  }
+}
+
 static void on_listener(Loop *L, Listener *l) {
   for (int k = 0; k < 64; k++) {
     struct sockaddr_in6 sa;
-    socklen_t len = sizeof sa;
-    int fd = accept4(l->fd, (struct sockaddr *)&sa, &len, SOCK_NONBLOCK | SOCK_CLOEXEC);
-    if (fd < 0) {
-      if (errno == EINTR || errno == ECONNABORTED) continue;
-      return; /* EAGAIN, or EMFILE: the next readiness retries */
-    }
-    Conn *c = conn_new(L);
+    int fd = accept_one(L, l, &sa);
+    if (fd < 0) return; /* EAGAIN: all taken */
+    Conn *c = fp_new_conn(L);
     if (!c) { close(fd); continue; }
     int one = 1;
     setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
@@ -352,41 +442,33 @@ static void on_listener(Loop *L, Listener *l) {
     c->peer = sa;
     c->lid = l->id;
     c->idle_ms = l->idle_ms;
-    c->max_head = l->max_head;
+    c->max_head = l->max_head ? l->max_head : DEFAULT_HEAD;
     c->last_bytes = (uint64_t)-1;
     struct epoll_event ev = { .events = EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET, .data.ptr = &c->cl };
     epoll_ctl(L->ep, EPOLL_CTL_ADD, fd, &ev);
     if (l->mode == MODE_HEAD) {
       c->state = ST_HEAD;
-      c->deadline = now_ms() + l->head_ms;
+      c->deadline = l->head_ms ? fp_now() + l->head_ms : 0;
     } else {
       c->state = ST_WAIT;
     }
-    /* Head mode too (as engines/fastpath documents it): limits and allow-lists act before any byte is read.
-     * The handler may end() or destroy() it here; reading the head follows otherwise. */
-    fp_emit(L, EV_ACCEPT, c, NULL, NULL, NULL);
-    if (!l->open) return; /* JS closed the listener in the callback */
+    fp_emit(L, EV_ACCEPT, c, NULL, NULL, NULL, NULL);
+    if (!l->open || L->closing) return; /* closed in the callback */
   }
 }
 
 static void on_client(Loop *L, Conn *c, uint32_t ev) {
   switch (c->state) {
   case ST_HEAD:
-    return head_read(L, c);
+    if (ev & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR)) head_read(L, c);
+    return;
   case ST_WAIT:
   case ST_CONNECTING:
     /* Not reading yet: a FIN waits (half-close is allowed), a reset ends it. */
-    if (ev & (EPOLLERR | EPOLLHUP)) {
-      int e = 0;
-      socklen_t len = sizeof e;
-      getsockopt(c->cl.fd, SOL_SOCKET, SO_ERROR, &e, &len);
-      fail(L, c, REASON_CLIENT_CLOSED, e);
-    }
+    if (ev & (EPOLLERR | EPOLLHUP)) fp_finish(L, c, REASON_CLIENT_CLOSED, so_error(c->cl.fd));
     return;
   case ST_RELAY:
-    if (ev & EPOLLOUT) { writable(L, c, 1); if (c->state != ST_RELAY) return; }
-    if (ev & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR)) pump(L, c, 0);
-    return;
+    return relay_event(L, c, 0, ev);
   case ST_LINGER:
     return linger_step(L, c);
   default:
@@ -394,22 +476,17 @@ static void on_client(Loop *L, Conn *c, uint32_t ev) {
   }
 }
 
-static void on_upstream(Loop *L, Conn *c, uint32_t ev) {
-  if (c->state != ST_RELAY) return;
-  if (ev & EPOLLOUT) { writable(L, c, 0); if (c->state != ST_RELAY) return; }
-  if (ev & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR)) pump(L, c, 1);
-}
-
 void fp_dispatch(Loop *L) {
   struct epoll_event evs[128];
   int n = epoll_wait(L->ep, evs, 128, 0);
-  for (int i = 0; i < n && !L->closed; i++) {
+  for (int i = 0; i < n && !L->closing; i++) {
     Side *s = evs[i].data.ptr;
     if (s->role == R_LISTENER) { Listener *l = (Listener *)s; if (l->open) on_listener(L, l); continue; }
     Conn *c = s->c;
-    if (c->state == ST_DEAD || s->fd < 0) continue;
+    /* Released connections stay allocated until the batch ends; an attempt number is never reused. */
+    if (c->state == ST_DEAD || c->finishing || s->fd < 0) continue;
     if (s->role == R_CLIENT) on_client(L, c, evs[i].events);
-    else if (s->role == R_UPSTREAM) on_upstream(L, c, evs[i].events);
+    else if (s->role == R_UPSTREAM) { if (c->state == ST_RELAY) relay_event(L, c, 1, evs[i].events); }
     else if (c->state == ST_CONNECTING) attempt_done(L, c, s->idx, evs[i].events);
   }
 }
@@ -417,31 +494,28 @@ void fp_dispatch(Loop *L) {
 /* ---- deadlines, swept (no timer per connection) ---- */
 
 void fp_sweep(Loop *L) {
-  double now = now_ms();
-  for (uint32_t i = 0; i < L->nslots; i++) {
+  double now = fp_now();
+  for (uint32_t i = 0; i < L->nslots && !L->closing; i++) {
     Conn *c = L->slots[i];
-    if (!c || L->closed) continue;
-    uint32_t gen = c->gen;
+    if (!c || c->finishing) continue;
     switch (c->state) {
     case ST_HEAD:
       if (c->deadline && c->deadline <= now) {
         c->deadline = 0;
         c->state = ST_WAIT;
-        fp_emit(L, EV_HEAD_TIMEOUT, c, num(L->env, (double)c->hlen), NULL, NULL);
+        fp_emit(L, EV_HEAD_TIMEOUT, c, num(L->env, (double)c->hlen), NULL, NULL, NULL);
       }
       break;
     case ST_CONNECTING:
-      for (int k = 0; k < MAX_ATT && L->slots[i] == c && c->gen == gen && c->state == ST_CONNECTING; k++) {
+      for (int k = 0; k < MAX_ATT && !c->finishing && c->state == ST_CONNECTING && !L->closing; k++) {
         Side *a = &c->att[k];
         if (a->fd < 0) continue;
         if (a->deadline <= now) {
           fd_close(L, &a->fd);
-          napi_value e;
-          napi_create_string_utf8(L->env, "ETIMEDOUT", NAPI_AUTO_LENGTH, &e);
-          fp_emit(L, EV_CONNECT_FAILED, c, num(L->env, k), e, NULL);
+          fp_emit(L, EV_CONNECT_FAILED, c, num(L->env, k), code_of(L->env, ETIMEDOUT), NULL, NULL);
         } else if (a->race_at && a->race_at <= now) {
           a->race_at = 0;
-          fp_emit(L, EV_CONNECT_SLOW, c, num(L->env, k), NULL, NULL);
+          fp_emit(L, EV_CONNECT_SLOW, c, num(L->env, k), NULL, NULL, NULL);
         }
       }
       break;
@@ -449,11 +523,11 @@ void fp_sweep(Loop *L) {
       if (!c->idle_ms) break;
       uint64_t b = c->from_client + c->to_client;
       if (b != c->last_bytes) { c->last_bytes = b; c->last_change = now; }
-      else if (now - c->last_change >= c->idle_ms) fp_finish(L, c, REASON_IDLE);
+      else if (now - c->last_change >= c->idle_ms) fp_finish(L, c, REASON_IDLE, 0);
       break;
     }
     case ST_LINGER:
-      if (c->deadline <= now) fp_finish(L, c, c->reason_after);
+      if (c->deadline <= now) fp_finish(L, c, c->reason_after, 0);
       break;
     default:
       break;

@@ -7,8 +7,11 @@
 #include <stdint.h>
 #include <stddef.h>
 
-#define MAX_ATT 4        /* connect attempts of one connection, racing or in turn */
+#define MAX_ATT 4        /* connect attempts of one connection, racing or in turn (numbers never reused) */
 #define LINGER_MS 2000   /* after a closing reply: how long what the client still sends is read and dropped */
+#define SCRATCH (64 * 1024)  /* the loop's one read buffer: data is written on at once */
+#define BURST 16         /* reads per readiness event and socket: one busy connection cannot hold the loop */
+#define DEFAULT_HEAD (64 * 1024)  /* head mode: maxHead when the listener gives none */
 
 enum { EV_ACCEPT = 1, EV_HEAD, EV_CONNECT_FAILED, EV_CONNECT_SLOW, EV_CONNECTED, EV_CLOSED, EV_HEAD_TIMEOUT };
 enum { REASON_CLOSED, REASON_CLIENT_ERROR, REASON_REMOTE_ERROR, REASON_IDLE, REASON_ENDED, REASON_CLIENT_CLOSED, REASON_SHUTDOWN };
@@ -43,7 +46,8 @@ typedef struct { char *buf; size_t len, off; } Pending;
 struct conn {
   uint32_t slot, gen, lid;
   uint8_t state, finishing, silent, quiet_connect, reason_after;
-  uint8_t eof[2], shut[2];   /* per direction: 0 client -> upstream, 1 upstream -> client */
+  uint8_t eof[2], shut[2];   /* per direction: 0 client -> upstream, 1 upstream -> client (linger: eof[0] is the client's FIN) */
+  uint8_t natt;              /* attempts started */
   int8_t up;                 /* the attempt that connected */
   Side cl;
   Side att[MAX_ATT];
@@ -56,7 +60,6 @@ struct conn {
   double last_change, deadline;
   uint32_t idle_ms;
   struct sockaddr_in6 peer;  /* an IPv4 peer is kept as a sockaddr_in in the same bytes */
-  int err;                   /* the errno that ended it (client or remote error), for error() */
   Conn *next_dead;
 };
 
@@ -67,7 +70,11 @@ typedef struct {
   uv_poll_t poll;
   uv_timer_t timer;
   int ep;
-  uint8_t closed, busy;   /* busy: inside a batch or a sweep, frees wait for its end */
+  int reserve;            /* a spare fd: on EMFILE one pending client is accepted and closed (as libuv does) */
+  char *scratch;          /* SCRATCH bytes */
+  uint8_t closing, closed;
+  uint8_t holds;          /* the two uv handles and the JS object: freed when all three are gone */
+  uint32_t depth;         /* inside a batch, a sweep or a verb: frees wait until the outermost returns */
   Conn **slots;
   uint32_t *freelist;
   uint32_t nslots, cap, nfree, gen, live, next_lid, open_listeners;
@@ -76,11 +83,14 @@ typedef struct {
 } Loop;
 
 Conn *fp_find(Loop *L, double id);
+Conn *fp_find_any(Loop *L, double id);
+Conn *fp_new_conn(Loop *L);
 void fp_reap(Loop *L);
 void fp_dispatch(Loop *L);
 void fp_sweep(Loop *L);
-void fp_finish(Loop *L, Conn *c, int reason);
+void fp_finish(Loop *L, Conn *c, int reason, int err);
 void fp_end(Loop *L, Conn *c, const char *reply, size_t n, int reason);
 void fp_connected(Loop *L, Conn *c, int i);
-napi_value fp_emit(Loop *L, int type, Conn *c, napi_value a, napi_value b, napi_value d);
+double fp_now(void);
+napi_value fp_emit(Loop *L, int type, Conn *c, napi_value a, napi_value b, napi_value d, napi_value e);
 #endif

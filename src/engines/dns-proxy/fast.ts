@@ -98,18 +98,17 @@ export class FastListener extends ListenerBase implements FastHandler {
     d!.connected(a);
   }
 
-  closed(id: number, fromClient: number, toClient: number, reason: Reasons): void {
+  closed(id: number, fromClient: number, toClient: number, reason: Reasons, code?: string): void {
     if (this.refusing) return;
     const d = this.dials.get(id);
     if (d) { this.dials.delete(id); d.done = true; }
     // Why, as the Node-socket path words it: only needed for a debug line.
-    this.ended(d, fromClient, toClient, this.options.debug && d?.reason === undefined ? this.why(id, reason) : undefined);
+    this.ended(d, fromClient, toClient, this.options.debug && d?.reason === undefined ? this.why(reason, code) : undefined);
     if (this.closedLids.length > 0) this.forgetClosed();
   }
 
-  private why(id: number, reason: Reasons): string | undefined {
+  private why(reason: Reasons, code: string | undefined): string | undefined {
     if (reason === Reasons.Idle) return IDLE;
-    const code = this.fp.error(id);
     if (reason === Reasons.RemoteError) return remoteError(code ?? '?');
     // A reset while connecting ends it at once here; on Node sockets it shows on the first read.
     if ((reason === Reasons.ClientError || reason === Reasons.ClientClosed) && code) return clientError(code);

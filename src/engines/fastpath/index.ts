@@ -4,7 +4,16 @@
  * handler and gets the events of its connections. C accepts, reads request
  * heads, connects and relays; every decision (which address, allowed or not,
  * what is logged and counted) is the handler's. Connection ids are numbers;
- * a stale id is ignored by every verb.
+ * a stale id (closed, adopted, or never issued) is ignored by every verb.
+ *
+ * Events may come synchronously from inside a verb (destroy() and end() can
+ * call closed() before they return); a connection is gone for every verb from
+ * the moment its closed() begins (peer() excepted). Relaying: per direction,
+ * bytes are read only when the last read's bytes have all been written
+ * (backpressure: at most 64 KiB waits in C), a FIN is passed on once written
+ * (half-close), and the connection ends when both directions have ended, on
+ * the idle timeout, or on an error: then the other side gets a reset, not a
+ * FIN, so that a stream cut short never looks complete.
  */
 import { createRequire } from 'node:module';
 import net from 'node:net';
@@ -17,11 +26,19 @@ export type Reason = (typeof REASONS)[number];
 export const enum Reasons { Closed = 0, ClientError, RemoteError, Idle, Ended, ClientClosed, Shutdown }
 
 export interface FastHandler {
-  /** A client was accepted (relay mode: connect() or end() it, now or later; head mode: reading its head follows). */
+  /**
+   * A client was accepted (peer() tells who). Relay mode: connect(), end() or destroy() it, now or later.
+   * Head mode: reading its head follows, unless the handler ends it here (a connection cap, a client allow-list).
+   */
   accept(id: number): void;
-  /** Head mode: what the client sent so far. Return true when more bytes are needed; otherwise connect(), end() or adopt(). */
+  /**
+   * Head mode: everything the client sent so far (each call repeats the earlier bytes). Return true when more
+   * bytes are needed; otherwise connect(), end(), adopt() or destroy() it, now or later (C reads nothing more
+   * until then, so these bytes are all there is). A FIN right after the head still lets the head be answered.
+   * At most maxHead bytes are read: true returned with bytes.length === maxHead waits for headTimeout.
+   */
   head?(id: number, bytes: Buffer): boolean;
-  /** Head mode: no complete head within headMs (`bytes` read so far); end() it with an answer. */
+  /** Head mode: no complete head within headMs (`bytes` read so far); end() it with an answer. Without it: destroy(). */
   headTimeout?(id: number, bytes: number): void;
   /** One connect attempt failed (code as Node names it: ECONNREFUSED, ETIMEDOUT...). Others may still be running. */
   connectFailed(id: number, attempt: number, code: string): void;
@@ -29,8 +46,12 @@ export interface FastHandler {
   connectSlow?(id: number, attempt: number): void;
   /** An attempt connected (the others were closed); relaying has begun. Not called for quiet connects. */
   connected?(id: number, attempt: number): void;
-  /** The connection is gone; totals over its life (head bytes included). Called exactly once per accepted id, adopt() excepted. */
-  closed(id: number, fromClient: number, toClient: number, reason: Reasons): void;
+  /**
+   * The connection is gone; totals over its life: fromClient counts the head's bytes (a tunnel's payload is
+   * fromClient - rest), toClient the onConnect bytes and a reply. `code`: the errno behind 'client error',
+   * 'remote error' (ECONNRESET...) or a reset before relaying. Called exactly once per accepted id, adopt() excepted.
+   */
+  closed(id: number, fromClient: number, toClient: number, reason: Reasons, code?: string): void;
 }
 
 export interface ListenOptions {
@@ -41,9 +62,9 @@ export interface ListenOptions {
   backlog?: number;
   /** No byte either way for this long ends a relayed connection; 0: never. */
   idleMs?: number;
-  /** Head mode: the deadline for a complete head, from accept. */
+  /** Head mode: the deadline for a complete head, from accept; 0: none. */
   headMs?: number;
-  /** Head mode: bytes read at most before the handler must decide. */
+  /** Head mode: bytes read at most before the handler must decide (default 64 KiB). */
   maxHead?: number;
 }
 
@@ -52,9 +73,9 @@ export interface ConnectOptions {
   timeoutMs: number;
   /** connectSlow() after this long without an answer; 0: never. */
   raceMs?: number;
-  /** Written to the client once connected (a CONNECT's 200). */
+  /** Written to the client once connected (a CONNECT's 200), before any relayed byte. Taken from the first attempt. */
   onConnect?: Buffer;
-  /** Head mode: where the payload starts in the head bytes (what follows is sent upstream). */
+  /** Head mode: where the payload starts in the head bytes (what follows is sent upstream first). Taken from the first attempt. */
   rest?: number;
   /** No connected() event (the handler has nothing to do then). */
   quiet?: boolean;
@@ -72,13 +93,12 @@ interface NativeLoop {
   peer(id: number): [string, number] | undefined;
   drainIdle(lid: number): void;
   destroyAll(lid: number): void;
-  error(id: number): string | undefined;
   sweepEvery(ms: number): void;
   active(): number;
   close(): void;
 }
 
-type NativeModule = { Loop: new (cb: (type: number, id: number, lid: number, a: unknown, b: unknown, c: unknown) => unknown) => NativeLoop };
+type NativeModule = { Loop: new (cb: (type: number, id: number, lid: number, a: unknown, b: unknown, c: unknown, d: unknown) => unknown) => NativeLoop };
 
 let native: NativeModule | undefined;
 let loadError: string | undefined;
@@ -110,7 +130,7 @@ export class FastPath {
     if (!m) throw new Error(`native fast path not built: ${loadError}`);
     const hs = this.handlers;
     // One callback for every event of every listener (argument order: see native/fastpath/binding.c).
-    this.loop = new m.Loop((type, id, lid, a, b, c) => {
+    this.loop = new m.Loop((type, id, lid, a, b, c, d) => {
       const h = hs[lid];
       if (!h) return undefined;
       switch (type) {
@@ -119,14 +139,14 @@ export class FastPath {
         case 3: return h.connectFailed(id, a as number, b as string);
         case 4: return h.connectSlow?.(id, a as number);
         case 5: return h.connected?.(id, a as number);
-        case 6: return h.closed(id, a as number, b as number, c as Reasons);
-        case 7: return h.headTimeout?.(id, a as number);
+        case 6: return h.closed(id, a as number, b as number, c as Reasons, d as string | undefined);
+        case 7: return h.headTimeout ? h.headTimeout(id, a as number) : this.loop.destroy(id);
         default: return undefined;
       }
     });
   }
 
-  /** Listen; throws an Error with the errno's code (EADDRINUSE...). Returns the listener id. */
+  /** Listen; throws an Error with the errno's code (EADDRINUSE...; EBADF once closed). Returns the listener id. */
   listen(h: FastHandler, o: ListenOptions): number {
     const lid = this.loop.listen(o.host, o.port, o.mode === 'head' ? 1 : 0, o.backlog ?? 511, o.idleMs ?? 0, o.headMs ?? 0, o.maxHead ?? 0);
     this.handlers[lid] = h;
@@ -147,27 +167,37 @@ export class FastPath {
   /** The handler gets no more events (after its connections have ended). */
   forget(lid: number): void { this.handlers[lid] = undefined; }
 
-  /** Start a connect attempt to an IP literal; its number, or the code of an immediate failure. */
+  /**
+   * Start a connect attempt to an IP literal (several may race); its number (0..3, never reused for one
+   * connection), or the code of an immediate failure: EINVAL (no IP literal), EADDRNOTAVAIL (localAddress),
+   * ENETUNREACH..., ECONNABORTED (the id is gone), EISCONN (relaying already), EMFILE (four attempts made).
+   * A localAddress of the other family is not used. Allowed before the head is complete too.
+   */
   connect(id: number, address: string, port: number, o: ConnectOptions): number | string {
     return this.loop.connect(id, address, port, o.localAddress ?? null, o.timeoutMs, o.raceMs ?? 0, o.onConnect ?? null, o.rest ?? 0, o.quiet === true);
   }
 
+  /** Give up one attempt (no event follows for it); the others go on. */
   cancel(id: number, attempt: number): void { this.loop.cancel(id, attempt); }
-  /** Reply (if any), FIN, then the client's remaining bytes are read and dropped for a while (no reset eats the reply). */
+  /**
+   * Reply (if any), FIN, then closed(..., 'ended') once the client's FIN came or 2 s after ours. What the client
+   * sends meanwhile is read and dropped (no reset eats the reply, an uploading client is not blocked); an
+   * upstream, if any, is closed at once.
+   */
   end(id: number, reply?: Buffer): void { this.loop.end(id, reply ?? null); }
+  /** Close every socket now; closed(..., 'ended') before this returns. */
   destroy(id: number): void { this.loop.destroy(id); }
   /** Close every head-mode connection of the listener that has not sent a byte (a drain). */
   drainIdle(lid: number): void { this.loop.drainIdle(lid); }
-  /** Close every connection of the listener now, whatever its state (each reports closed(), reason Shutdown). */
-  destroyAll(lid: number): void { this.loop.destroyAll(lid); }
-  /** The code (ECONNRESET, EPIPE...) of the socket error that ended a connection; read it inside closed(). */
-  error(id: number): string | undefined { return this.loop.error(id); }
-  /** [address, port] of the client, IPv4-mapped shown as IPv4. */
+  /** [address, port] of the client, IPv4-mapped shown as IPv4 (also inside closed()). */
   peer(id: number): [string, number] | undefined { return this.loop.peer(id); }
   get active(): number { return this.loop.active(); }
 
+  /** Close every connection of the listener now, whatever its state (each reports closed(), reason Shutdown). */
+  destroyAll(lid: number): void { this.loop.destroyAll(lid); }
+
   /**
-   * Hand the client's socket to Node (a request the fast path does not relay); no closed() follows.
+   * Hand the client's socket to Node (a request the fast path does not relay); no closed() follows. Not once relaying or ended.
    * `options`: stream options of the new socket (highWaterMark, as a net.Server's sockets may have).
    */
   adopt(id: number, options?: { highWaterMark?: number }): net.Socket | undefined {
@@ -176,11 +206,15 @@ export class FastPath {
     return fd < 0 ? undefined : new net.Socket({ ...options, fd, readable: true, writable: true, allowHalfOpen: true } as net.SocketConstructorOpts);
   }
 
-  close(): void { this.loop.close(); }
+  /** Every listener closed, every connection closed (closed(..., 'shutdown') each), the loop ends; verbs are no-ops after. */
+  close(): void {
+    if (shared === this) shared = undefined;
+    this.loop.close();
+  }
 }
 
 let shared: FastPath | undefined;
-/** The process's one fast-path loop. */
+/** The process's one fast-path loop (a new one after close()). */
 export function fastPath(): FastPath {
   shared ??= new FastPath();
   return shared;
