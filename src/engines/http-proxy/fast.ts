@@ -24,6 +24,8 @@ import { TUNNEL_HWM } from './pump.js';
 import type { Runtime } from './runtime.js';
 import { ConnectTunnel, ESTABLISHED } from './tunnel.js';
 
+/** Bytes read past the header limit (leading blank lines, which the parser skips, and enough to exceed it). */
+const HEAD_SLACK = 4096;
 /** A connection accepted and counted, not (yet) a tunnel. */
 const ACCEPTED = 0;
 
@@ -34,7 +36,8 @@ export async function listenFast(rt: Runtime, gate: Gate, fronts: Fronts, host: 
   const ip = ipFamily(host) !== 0 ? host : (await lookup(host)).address;
   const l = new FastListener(rt, fp, gate, fronts);
   try {
-    l.lid = fp.listen(l, { host: ip, port, mode: 'head', backlog: 1024, idleMs: L.idleTimeoutMs, headMs: L.headersTimeoutMs, maxHead: L.maxHeaderBytes });
+    // C stops reading at maxHead: past the limit by a little, so the parser sees a head that is too large and answers 431.
+    l.lid = fp.listen(l, { host: ip, port, mode: 'head', backlog: 1024, idleMs: L.idleTimeoutMs, headMs: L.headersTimeoutMs, maxHead: L.maxHeaderBytes + HEAD_SLACK });
   } catch (e) {
     throw listenError(e as NodeJS.ErrnoException, ip, port);
   }
