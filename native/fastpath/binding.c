@@ -123,6 +123,7 @@ static napi_value js_listen(napi_env env, napi_callback_info info) {
   if (fd < 0) return throw_errno(env, errno, "listen");
   int one = 1, zero = 0;
   setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+  setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one); /* accepted sockets inherit it: one call per listener, not per client */
   if (fam == AF_INET6) setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &zero, sizeof zero); /* '::' takes IPv4 too */
   int backlog = (int)arg_num(env, argv[3]);
   if (bind(fd, (struct sockaddr *)&sa, len) < 0 || listen(fd, backlog > 0 ? backlog : 511) < 0) {

@@ -117,7 +117,7 @@ void fp_reap(Loop *L) {
 
 static void fd_close(Loop *L, int *fd) {
   if (*fd < 0) return;
-  epoll_ctl(L->ep, EPOLL_CTL_DEL, *fd, NULL); /* close alone would leave it registered while a dup lives */
+  /* close() also takes it out of the epoll set: no fd of ours is ever duplicated (adopt() deregisters its own). */
   close(*fd);
   *fd = -1;
 }
@@ -233,9 +233,10 @@ static void pending_add(Pending *p, const char *b, size_t n) {
 /* The reading side of direction d reached its end and everything read was written: pass the FIN on. */
 static void pass_fin(Loop *L, Conn *c, int d) {
   if (!c->eof[d] || c->shut[d] || c->pend[d].len) return;
-  shutdown(d == 0 ? up_fd(c) : c->cl.fd, SHUT_WR);
   c->shut[d] = 1;
-  if (c->shut[0] && c->shut[1]) fp_finish(L, c, REASON_CLOSED, 0);
+  /* The last direction: close() sends this FIN (nothing is left unread either way), no shutdown() first. */
+  if (c->shut[!d]) return fp_finish(L, c, REASON_CLOSED, 0);
+  shutdown(d == 0 ? up_fd(c) : c->cl.fd, SHUT_WR);
 }
 
 /*
@@ -244,8 +245,14 @@ static void pass_fin(Loop *L, Conn *c, int d) {
  * is full (the rest waits in pend[d], and reading resumes once it is written:
  * writable()). After BURST reads the socket is re-armed instead.
  */
-static void pump(Loop *L, Conn *c, int d) {
+static void pump(Loop *L, Conn *c, int d, uint32_t ev) {
   if (c->state != ST_RELAY || c->eof[d] || c->pend[d].len) return;
+  /*
+   * From an event without a FIN or an error (ev), a short read means the
+   * socket is drained: bytes or a FIN arriving later raise a new edge. With
+   * no event to go by (ev 0: after a pause), read on until EAGAIN.
+   */
+  int drained_on_short = ev && !(ev & (EPOLLRDHUP | EPOLLHUP | EPOLLERR));
   Side *ins = d == 0 ? &c->cl : &c->att[c->up];
   int in = ins->fd, out = d == 0 ? up_fd(c) : c->cl.fd;
   for (int k = 0;; k++) {
@@ -258,6 +265,7 @@ static void pump(Loop *L, Conn *c, int d) {
       if (w < 0) w = 0;
       if (d == 1) c->to_client += w;
       if (w < n) return pending_add(&c->pend[d], L->scratch + w, n - w);
+      if (drained_on_short && n < SCRATCH) return;
     } else if (n == 0) {
       c->eof[d] = 1;
       return pass_fin(L, c, d);
@@ -268,20 +276,26 @@ static void pump(Loop *L, Conn *c, int d) {
   }
 }
 
-/* A socket of the relay can take more: write what waited for it, then read its peer again. */
-static void writable(Loop *L, Conn *c, int d) {
+/*
+ * A socket of the relay can take more: write what waited for it, then read
+ * its peer again (read: whether to; ev: what is known of the reader, as pump()).
+ */
+static void flushed_then(Loop *L, Conn *c, int d, int read, uint32_t ev) {
   if (!c->pend[d].len) return;
   int r = flush(c, d);
   if (r < 0) return relay_fail(L, c, d == 0 ? 1 : 0, -r);
   if (r == 0) return;
   pass_fin(L, c, d);
-  pump(L, c, d);
+  if (read) pump(L, c, d, ev);
 }
+
+/* After a pause the reader's events were not acted on: read it until EAGAIN. */
+static void writable(Loop *L, Conn *c, int d) { flushed_then(L, c, d, 1, 0); }
 
 /* An event on a relayed socket (side 0: the client, 1: the upstream). */
 static void relay_event(Loop *L, Conn *c, int side, uint32_t ev) {
   if (ev & EPOLLOUT) { writable(L, c, side == 0 ? 1 : 0); if (c->state != ST_RELAY) return; }
-  if (ev & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR)) { pump(L, c, side); if (c->state != ST_RELAY) return; }
+  if (ev & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR)) { pump(L, c, side, ev); if (c->state != ST_RELAY) return; }
   /* A reset while this side's reading waits on a full peer (or after its EOF): pump did not see it, end now. */
   if (ev & EPOLLERR) {
     int err = so_error(side == 0 ? c->cl.fd : up_fd(c));
@@ -342,7 +356,7 @@ void fp_end(Loop *L, Conn *c, const char *reply, size_t n, int reason) {
 static void head_read(Loop *L, Conn *c) {
   int fin = 0;
   for (;;) {
-    if (c->hlen == c->max_head) break; /* the handler decides on what it has */
+    if (c->hlen == c->max_head) { c->acc |= EPOLLIN; break; } /* the handler decides on what it has; the rest is read once relaying */
     if (c->hlen == c->hcap) {
       size_t cap = c->hcap ? c->hcap * 2 : 2048;
       c->hcap = cap < c->max_head ? cap : c->max_head;
@@ -351,7 +365,7 @@ static void head_read(Loop *L, Conn *c) {
     }
     ssize_t n = read(c->cl.fd, c->head + c->hlen, c->hcap - c->hlen);
     if (n > 0) { c->hlen += n; c->from_client += n; continue; }
-    if (n == 0) { fin = 1; break; }
+    if (n == 0) { fin = 1; c->acc |= EPOLLRDHUP; break; }
     if (errno == EINTR) continue;
     if (errno == EAGAIN) break;
     return fp_finish(L, c, REASON_CLIENT_ERROR, errno);
@@ -388,10 +402,11 @@ static void attempt_done(Loop *L, Conn *c, int i, uint32_t ev) {
     fp_emit(L, EV_CONNECT_FAILED, c, num(L->env, i), code_of(L->env, err), NULL, NULL);
     return;
   }
-  fp_connected(L, c, i);
+  fp_connected(L, c, i, ev);
 }
 
-void fp_connected(Loop *L, Conn *c, int i) {
+/* Attempt i connected (ev: its event, telling whether the upstream has sent anything yet). */
+void fp_connected(Loop *L, Conn *c, int i, uint32_t ev) {
   for (int j = 0; j < MAX_ATT; j++) if (j != i) fd_close(L, &c->att[j].fd);
   c->up = i;
   c->att[i].role = R_UPSTREAM;
@@ -402,10 +417,12 @@ void fp_connected(Loop *L, Conn *c, int i) {
   if (c->hlen > c->rest) pending_add(&c->pend[0], c->head + c->rest, c->hlen - c->rest);
   free(c->head); c->head = NULL; c->hlen = c->hcap = 0;
   if (!c->quiet_connect) fp_emit(L, EV_CONNECTED, c, num(L->env, i), NULL, NULL, NULL);
-  /* Readiness that came before (bytes, a FIN) raised no event since: read both sides now. */
+  /* Readiness seen before relaying (bytes, a FIN) raises no new event: read what the events said is there. */
+  uint32_t seen[2] = { c->acc, ev };
   for (int d = 0; d < 2 && c->state == ST_RELAY && !c->finishing; d++) {
-    if (c->pend[d].len) writable(L, c, d);
-    else pump(L, c, d);
+    int read = (seen[d] & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR)) != 0;
+    if (c->pend[d].len) flushed_then(L, c, d, read, seen[d]);
+    else if (read) pump(L, c, d, seen[d]);
   }
 }
 
@@ -436,9 +453,7 @@ static void on_listener(Loop *L, Listener *l) {
     if (fd < 0) return; /* EAGAIN: all taken */
     Conn *c = fp_new_conn(L);
     if (!c) { close(fd); continue; }
-    int one = 1;
-    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-    c->cl.fd = fd;
+    c->cl.fd = fd; /* TCP_NODELAY comes from the listening socket */
     c->peer = sa;
     c->lid = l->id;
     c->idle_ms = l->idle_ms;
@@ -464,7 +479,8 @@ static void on_client(Loop *L, Conn *c, uint32_t ev) {
     return;
   case ST_WAIT:
   case ST_CONNECTING:
-    /* Not reading yet: a FIN waits (half-close is allowed), a reset ends it. */
+    /* Not reading yet: a FIN waits (half-close is allowed), a reset ends it. What was seen is read once relaying. */
+    c->acc |= ev;
     if (ev & (EPOLLERR | EPOLLHUP)) fp_finish(L, c, REASON_CLIENT_CLOSED, so_error(c->cl.fd));
     return;
   case ST_RELAY:

@@ -47,6 +47,7 @@ struct conn {
   uint32_t slot, gen, lid;
   uint8_t state, finishing, silent, quiet_connect, reason_after;
   uint8_t eof[2], shut[2];   /* per direction: 0 client -> upstream, 1 upstream -> client (linger: eof[0] is the client's FIN) */
+  uint32_t acc;              /* epoll events of the client seen before relaying (what to read once connected) */
   uint8_t natt;              /* attempts started */
   int8_t up;                 /* the attempt that connected */
   Side cl;
@@ -90,7 +91,7 @@ void fp_dispatch(Loop *L);
 void fp_sweep(Loop *L);
 void fp_finish(Loop *L, Conn *c, int reason, int err);
 void fp_end(Loop *L, Conn *c, const char *reply, size_t n, int reason);
-void fp_connected(Loop *L, Conn *c, int i);
+void fp_connected(Loop *L, Conn *c, int i, uint32_t ev);
 double fp_now(void);
 napi_value fp_emit(Loop *L, int type, Conn *c, napi_value a, napi_value b, napi_value d, napi_value e);
 #endif
