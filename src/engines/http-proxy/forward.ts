@@ -14,7 +14,7 @@ import { route, type Route } from './route.js';
 import type { Runtime } from './runtime.js';
 import { hostText } from '../../config/host.js';
 import { parseAbsoluteUrl, type AbsoluteUrl } from './target.js';
-import type { Exchange } from './front.js';
+import type { Exchange } from './exchange.js';
 import { logEnd, type RequestLog } from './logline.js';
 
 /** Hop-by-hop headers (RFC 9110 7.6.1), plus the proxy's own. Lower-case. */
