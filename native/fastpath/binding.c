@@ -71,9 +71,7 @@ static void leave(Loop *L) {
 }
 
 /* Every batch runs in one callback scope: nextTicks and promises settle after it, as after a MakeCallback. */
-static void on_poll(uv_poll_t *h, int status, int events) {
-  (void)status; (void)events;
-  Loop *L = h->data;
+static void in_scope(Loop *L, void (*work)(Loop *)) {
   napi_env env = L->env;
   napi_handle_scope hs;
   napi_callback_scope cs;
@@ -82,27 +80,21 @@ static void on_poll(uv_poll_t *h, int status, int events) {
   napi_get_reference_value(env, L->resource, &res);
   napi_open_callback_scope(env, res, L->actx, &cs);
   enter(L);
-  fp_dispatch(L);
+  work(L);
   napi_close_callback_scope(env, cs);
   napi_close_handle_scope(env, hs);
   leave(L);
 }
 
+static void on_poll(uv_poll_t *h, int status, int events) {
+  (void)status; (void)events;
+  in_scope(h->data, fp_dispatch);
+}
+
 static void on_timer(uv_timer_t *t) {
   Loop *L = t->data;
   if (!L->live || L->closing) return;
-  napi_env env = L->env;
-  napi_handle_scope hs;
-  napi_callback_scope cs;
-  napi_value res;
-  napi_open_handle_scope(env, &hs);
-  napi_get_reference_value(env, L->resource, &res);
-  napi_open_callback_scope(env, res, L->actx, &cs);
-  enter(L);
-  fp_sweep(L);
-  napi_close_callback_scope(env, cs);
-  napi_close_handle_scope(env, hs);
-  leave(L);
+  in_scope(L, fp_sweep);
 }
 
 /* listen(host, port, mode, backlog, idleMs, headMs, maxHead) -> listener id */
