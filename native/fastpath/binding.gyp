@@ -1,7 +1,7 @@
 {
   "targets": [{
     "target_name": "fastpath",
-    "sources": ["fastpath.c", "binding.c"],
+    "sources": ["fastpath.c", "relay.c", "binding.c"],
     "cflags": ["-O2", "-Wall", "-Wextra", "-Wno-unused-parameter"]
   }]
 }

@@ -94,4 +94,17 @@ void fp_end(Loop *L, Conn *c, const char *reply, size_t n, int reason);
 void fp_connected(Loop *L, Conn *c, int i, uint32_t ev);
 double fp_now(void);
 napi_value fp_emit(Loop *L, int type, Conn *c, napi_value a, napi_value b, napi_value d, napi_value e);
+
+/* Shared by fastpath.c and relay.c. */
+void fp_fd_close(Loop *L, int *fd);
+void fp_reset_on_close(int fd);
+int fp_so_error(int fd);
+void fp_rearm(Loop *L, Side *s);
+napi_value fp_num(napi_env env, double v);
+napi_value fp_code_of(napi_env env, int err);
+void fp_pending_clear(Pending *p);
+void fp_relay_event(Loop *L, Conn *c, int side, uint32_t ev);
+void fp_linger_step(Loop *L, Conn *c);
+void fp_head_read(Loop *L, Conn *c);
+void fp_attempt_done(Loop *L, Conn *c, int i, uint32_t ev);
 #endif
