@@ -16,6 +16,7 @@ import { ruleCount } from '../plan/nft.js';
 import { serviceConfig, SERVICE_VARS } from '../config/service.js';
 import { envHelp, type CliContext } from './context.js';
 import { firewallSummary } from './firewall.js';
+import { carrierText } from '../engines/fastpath/index.js';
 
 export function registerCheck(program: Command, ctx: () => CliContext): void {
   program
@@ -38,12 +39,13 @@ export function checkSummary(env: Env, part: string): string[] {
   if (part === 'http-proxy') {
     const cfg = httpProxyConfig(env);
     serviceConfig(env);
-    return ['http-proxy: configuration OK', ...describeHttpProxy(cfg)];
+    return ['http-proxy: configuration OK', ...describeHttpProxy(cfg), `connections: ${carrierText(cfg.fastpath)}`];
   }
   if (part === 'dns-proxy') {
-    const { forwards } = dnsProxyConfig(env);
+    const { forwards, options } = dnsProxyConfig(env);
     serviceConfig(env);
-    return ['dns-proxy: configuration OK', `${forwards.length} TCP listener(s):`, ...describeDnsProxy(forwards).map((l) => '  ' + l)];
+    const user = options.dataPath === 'kernel' ? [] : [`user-space relay: ${carrierText(options.fastpath)}`];
+    return ['dns-proxy: configuration OK', `${forwards.length} TCP listener(s):`, ...describeDnsProxy(forwards).map((l) => '  ' + l), ...user];
   }
   if (part === 'firewall') {
     const out = firewallSummary(env);

@@ -97,7 +97,7 @@ describe.each<Path>(['userspace', 'kernel'])('dns-proxy, %s data path', (path) =
     expect(proxy.output()).toContain('port 8005 -> missing.example:80');
     if (path === 'kernel') expect(proxy.output()).not.toContain('user-space relay');
     else {
-      if (ADDON) expect(proxy.output()).toContain('user-space relay: fastpath\n');
+      if (ADDON) expect(proxy.output()).toContain('user-space relay: native fast path\n');
       expect(sockets!.output()).toContain('user-space relay: node sockets (EGRESS_FASTPATH=0)\n');
     }
   });

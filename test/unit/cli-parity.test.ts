@@ -85,9 +85,10 @@ describe('check http-proxy == http-proxy', () => {
   ])('%j -> %s', (env, line) => parity('http-proxy', ['http-proxy'], env, line));
 
   it('without the addon, the default (auto) and EGRESS_FASTPATH=0 pass; with it, EGRESS_FASTPATH=1 passes', () => {
-    expect(run(['check', 'http-proxy'], { ...HTTP, ...NO_ADDON }).code).toBe(0);
-    expect(run(['check', 'http-proxy'], { ...HTTP, EGRESS_FASTPATH: '0', ...NO_ADDON }).code).toBe(0);
-    expect(run(['check', 'http-proxy'], { ...HTTP, EGRESS_FASTPATH: '1' }).code).toBe(0);
+    // The verdict names the carrier the start will use.
+    expect(run(['check', 'http-proxy'], { ...HTTP, ...NO_ADDON })).toMatchObject({ code: 0, stdout: expect.stringContaining("connections: node sockets (native fast path not built: Cannot find module 'egress-router-fastpath')\n") });
+    expect(run(['check', 'http-proxy'], { ...HTTP, EGRESS_FASTPATH: '0', ...NO_ADDON })).toMatchObject({ code: 0, stdout: expect.stringContaining('connections: node sockets (EGRESS_FASTPATH=0)\n') });
+    expect(run(['check', 'http-proxy'], { ...HTTP, EGRESS_FASTPATH: '1' })).toMatchObject({ code: 0, stdout: expect.stringContaining('connections: native fast path\n') });
   });
 });
 
@@ -130,8 +131,10 @@ describe('each part reads only its own variables and files', () => {
     expect(r.code).toBe(0);
   });
   it('check dns-proxy: EGRESS_FASTPATH=1 passes with the addon built; without it, auto passes (Node sockets)', () => {
-    expect(run(['check', 'dns-proxy'], { ...DNS, EGRESS_FASTPATH: '1' }).code).toBe(0);
-    expect(run(['check', 'dns-proxy'], { ...DNS, ...NO_ADDON }).code).toBe(0);
+    expect(run(['check', 'dns-proxy'], { ...DNS, EGRESS_FASTPATH: '1' })).toMatchObject({ code: 0, stdout: expect.stringContaining('user-space relay: native fast path\n') });
+    expect(run(['check', 'dns-proxy'], { ...DNS, ...NO_ADDON })).toMatchObject({ code: 0, stdout: expect.stringContaining('user-space relay: node sockets (native fast path not built') });
+    // The kernel path has no user-space relay to name.
+    expect(run(['check', 'dns-proxy'], { ...DNS, EGRESS_DNS_PROXY_MODE: 'kernel' }).stdout).not.toContain('user-space relay');
   });
   it('check dns-proxy ignores the other parts\' files and, in pod placement, EGRESS_SOURCE', () => {
     const r = run(['check', 'dns-proxy'], { ...DNS, EGRESS_DESTINATION_FILE: MISSING, EGRESS_HTTP_PROXY_DESTINATION_FILE: MISSING, EGRESS_SOURCE: 'x' });

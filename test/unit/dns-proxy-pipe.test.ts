@@ -81,7 +81,7 @@ describe('the carrier of the user-space path', () => {
     const sp = await server((c) => c.end('hi'));
     const lp = port();
     const { out } = await proxy(`${lp} 127.0.0.1 ${sp}`, { EGRESS_DNS_PROXY_DEBUG: '0', EGRESS_DNS_PROXY_MODE: 'userspace' });
-    expect(out()).toContain('user-space relay: fastpath\n');
+    expect(out()).toContain('user-space relay: native fast path\n');
     // And it is: the open connection is the fast path's.
     const before = fastPath().active;
     const c = await connect(lp);

@@ -21,7 +21,7 @@ import type { DataPath, DnsProxyOptions } from '../../config/dns-proxy-options.j
 import { UserspaceListener } from './userspace.js';
 import { FastListener } from './fast.js';
 import type { ListenerBase } from './dial.js';
-import { useFastpath } from '../fastpath/index.js';
+import { useFastpath, carrierText } from '../fastpath/index.js';
 import { KernelPath } from './kernel.js';
 import { errorLine, type Engine, type EngineStats, type ListenerStats } from '../../lifecycle/engine.js';
 
@@ -64,7 +64,7 @@ export async function startDnsProxy(d: DnsProxyDeps): Promise<DnsProxy> {
   // at start, so a build without the addon is visible.
   const fast = o.dataPath !== 'kernel' && useFastpath(o.fastpath);
   const Userspace = fast ? FastListener : UserspaceListener;
-  if (o.dataPath !== 'kernel') out.write(`user-space relay: ${fast ? 'fastpath' : `node sockets (${o.fastpath === 'off' ? 'EGRESS_FASTPATH=0' : 'native fast path not built'})`}\n`);
+  if (o.dataPath !== 'kernel') out.write(`user-space relay: ${carrierText(o.fastpath)}\n`);
   const file = d.resolvConf ? undefined : new ResolvConfFile().watch();
   const conf = d.resolvConf ?? (() => file!.current());
   const watchers = new Map<string, Watcher>();

@@ -120,6 +120,12 @@ export function useFastpath(wanted: FastpathWanted): boolean {
   return false;
 }
 
+/** Which carrier the user-space engines will use, in words (check, start-up lines). */
+export function carrierText(wanted: FastpathWanted): string {
+  if (useFastpath(wanted)) return 'native fast path';
+  return wanted === 'off' ? 'node sockets (EGRESS_FASTPATH=0)' : `node sockets (native fast path not built: ${loadError})`;
+}
+
 export class FastPath {
   private readonly handlers: (FastHandler | undefined)[] = [];
   private readonly loop: NativeLoop;
