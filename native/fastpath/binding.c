@@ -335,29 +335,30 @@ static napi_value js_peer(napi_env env, napi_callback_info info) {
   return arr;
 }
 
-/* drainIdle(listener): connections of this listener that have not sent a byte are closed. */
-static napi_value js_drain_idle(napi_env env, napi_callback_info info) {
-  ARGS(1);
-  uint32_t lid = (uint32_t)arg_num(env, argv[0]);
+/* Every live connection of listener lid that `pick` selects is closed with `reason` (each reported). */
+static void close_where(Loop *L, uint32_t lid, int (*pick)(const Conn *), int reason) {
   enter(L);
   for (uint32_t i = 0; i < L->nslots && !L->closing; i++) {
     Conn *c = L->slots[i];
-    if (c && !c->finishing && c->lid == lid && c->state == ST_HEAD && c->hlen == 0) fp_finish(L, c, REASON_ENDED, 0);
+    if (c && !c->finishing && c->lid == lid && pick(c)) fp_finish(L, c, reason, 0);
   }
   leave(L);
+}
+
+static int byteless_head(const Conn *c) { return c->state == ST_HEAD && c->hlen == 0; }
+static int any(const Conn *c) { (void)c; return 1; }
+
+/* drainIdle(listener): connections of this listener that have not sent a byte are closed. */
+static napi_value js_drain_idle(napi_env env, napi_callback_info info) {
+  ARGS(1);
+  close_where(L, (uint32_t)arg_num(env, argv[0]), byteless_head, REASON_ENDED);
   return NULL;
 }
 
 /* destroyAll(listener): every connection of this listener closed now (each reported), whatever its state. */
 static napi_value js_destroy_all(napi_env env, napi_callback_info info) {
   ARGS(1);
-  uint32_t lid = (uint32_t)arg_num(env, argv[0]);
-  enter(L);
-  for (uint32_t i = 0; i < L->nslots && !L->closing; i++) {
-    Conn *c = L->slots[i];
-    if (c && !c->finishing && c->lid == lid) fp_finish(L, c, REASON_SHUTDOWN, 0);
-  }
-  leave(L);
+  close_where(L, (uint32_t)arg_num(env, argv[0]), any, REASON_SHUTDOWN);
   return NULL;
 }
 
